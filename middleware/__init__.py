@@ -1,0 +1,41 @@
+"""Built-in middlewares, installed as ``observed_batch.middleware``.
+
+Classes load on first attribute access so that importing this package never imports a backend
+(opentelemetry, sentry_sdk, structlog) that is not used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "LoggingMiddleware",
+    "MetricsMiddleware",
+    "SentryMiddleware",
+    "TimeoutGuardMiddleware",
+    "TracingMiddleware",
+]
+
+_BY_CLASS = {
+    "MetricsMiddleware": "metrics",
+    "TracingMiddleware": "tracing",
+    "SentryMiddleware": "sentry",
+    "LoggingMiddleware": "logging",
+    "TimeoutGuardMiddleware": "timeout_guard",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from observed_batch.middleware.logging import LoggingMiddleware
+    from observed_batch.middleware.metrics import MetricsMiddleware
+    from observed_batch.middleware.sentry import SentryMiddleware
+    from observed_batch.middleware.timeout_guard import TimeoutGuardMiddleware
+    from observed_batch.middleware.tracing import TracingMiddleware
+
+
+def __getattr__(attribute: str) -> Any:
+    name = _BY_CLASS.get(attribute)
+    if name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
+    from observed_batch.config import builtin_class
+
+    return builtin_class(name)

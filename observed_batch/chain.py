@@ -1,0 +1,130 @@
+"""Runs an ordered middleware chain around each record; the first middleware is outermost."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch.exceptions import (
+    SQSFifoCircuitBreakerError,
+    SQSFifoMessageGroupCircuitBreakerError,
+)
+
+from observed_batch.errors import FailRecord
+from observed_batch.typing import FIFO_SHORT_CIRCUIT, BatchContext, Middleware, Outcome, RecordContext
+
+__all__ = ["Chain"]
+
+logger = logging.getLogger("observed_batch")
+
+_FIFO_BREAKERS = (SQSFifoCircuitBreakerError, SQSFifoMessageGroupCircuitBreakerError)
+
+
+def _overrides(middleware: object, hook: str) -> bool:
+    """Hooks left as the no-op base implementation are not called at all (zero cost)."""
+    implementation = getattr(type(middleware), hook, None)
+    return implementation is not None and implementation is not getattr(Middleware, hook)
+
+
+class Chain:
+    __slots__ = ("_end", "_record", "_start", "middlewares")
+
+    def __init__(self, middlewares: Sequence[Middleware]) -> None:
+        self.middlewares = tuple(middlewares)
+        self._start = tuple(m for m in self.middlewares if _overrides(m, "on_batch_start"))
+        self._record = tuple(m for m in self.middlewares if _overrides(m, "wrap_record"))
+        # Batch ends unwind like nested context managers: outermost middleware last.
+        self._end = tuple(m for m in reversed(self.middlewares) if _overrides(m, "on_batch_end"))
+
+    def __bool__(self) -> bool:
+        return bool(self.middlewares)
+
+    def start_batch(self, batch: BatchContext) -> None:
+        for middleware in self._start:
+            try:
+                middleware.on_batch_start(batch)
+            except Exception as exc:
+                _contain(batch, middleware, "on_batch_start", exc)
+
+    def end_batch(self, batch: BatchContext) -> None:
+        summary = batch.summary
+        summary.duration_ms = batch.elapsed_ms()
+        for middleware in self._end:
+            try:
+                middleware.on_batch_end(batch, summary)
+            except Exception as exc:
+                _contain(batch, middleware, "on_batch_end", exc)
+        for name, count in summary.middleware_errors.items():
+            if count > 1:
+                logger.warning("observed_batch middleware %r failed %d times in this batch", name, count)
+
+    def enter(self, record: RecordContext) -> list[tuple[Middleware, Iterator[None]]]:
+        """Run every middleware up to its ``yield``; returns the ones to resume, innermost last.
+
+        A ``FailRecord`` stops the descent: inner middlewares and the handler do not run, and the
+        record is marked skipped (the caller reports it as failed to Powertools).
+        """
+        entered: list[tuple[Middleware, Iterator[None]]] = []
+        for middleware in self._record:
+            try:
+                hook = middleware.wrap_record(record)
+                next(hook)
+            except FailRecord as guard:
+                record.outcome = Outcome.SKIPPED
+                record.skip_reason = guard.reason
+                record.exc_info = sys.exc_info()
+                break
+            except StopIteration:
+                _contain(record.batch, middleware, "wrap_record", RuntimeError("wrap_record did not yield"))
+            except Exception as exc:
+                _contain(record.batch, middleware, "wrap_record", exc)
+            else:
+                entered.append((middleware, hook))
+        return entered
+
+    def exit(self, record: RecordContext, entered: list[tuple[Middleware, Iterator[None]]], entry: Any) -> None:
+        """Classify the core's result, update the batch summary, resume middlewares inside-out."""
+        summary = record.batch.summary
+        if record.outcome is Outcome.SKIPPED:
+            summary.skipped += 1
+        elif record.outcome is None and type(entry) is tuple and entry and entry[0] == "success":
+            record.outcome = Outcome.SUCCESS
+            record.result = entry[1]
+            summary.successes += 1
+        elif record.exc_info is not None and isinstance(record.exc_info[1], _FIFO_BREAKERS):
+            record.outcome = Outcome.SKIPPED
+            record.skip_reason = FIFO_SHORT_CIRCUIT
+            summary.skipped += 1
+        else:
+            record.outcome = Outcome.FAILURE
+            summary.failures += 1
+            summary.failed_ids.append(record.identifier)
+        for middleware, hook in reversed(entered):
+            try:
+                next(hook)
+            except StopIteration:
+                continue
+            except Exception as exc:
+                _contain(record.batch, middleware, "wrap_record", exc)
+                continue
+            _contain(record.batch, middleware, "wrap_record", RuntimeError("wrap_record yielded twice"))
+            close = getattr(hook, "close", None)
+            if close is not None:
+                close()
+
+
+def _contain(batch: BatchContext, middleware: Any, phase: str, exc: BaseException) -> None:
+    """Log a middleware's error once per batch per middleware; the record outcome stays the core's."""
+    name = getattr(middleware, "name", None) or type(middleware).__name__
+    errors = batch.summary.middleware_errors
+    count = errors.get(name, 0)
+    errors[name] = count + 1
+    if count == 0:
+        logger.warning(
+            "observed_batch middleware %r failed in %s; record outcomes are unaffected",
+            name,
+            phase,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )

@@ -1,0 +1,266 @@
+"""Which middlewares run, with which options: constructor kwargs > environment > pyproject.
+
+Everything is validated when a processor is constructed (cold start), so a typo fails the deploy's
+first invocation loudly instead of silently dropping telemetry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from observed_batch.errors import ConfigError, MissingBackendError
+from observed_batch.typing import Middleware
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = ["BUILTINS", "ENV_DISABLED", "ENV_MIDDLEWARE", "Config", "build_middlewares"]
+
+ENV_MIDDLEWARE = "OBSERVED_BATCH_MIDDLEWARE"
+ENV_DISABLED = "OBSERVED_BATCH_DISABLED"
+ENV_PYPROJECT = "OBSERVED_BATCH_PYPROJECT"
+_ENV_PREFIX = "OBSERVED_BATCH_"
+
+
+@dataclass(frozen=True)
+class _Builtin:
+    module: str
+    cls: str
+    backend: str | None  # importable package the middleware needs
+    extra: str | None  # the pip extra that installs it
+
+
+#: Built-in middlewares, in their recommended order (outermost first).
+BUILTINS: dict[str, _Builtin] = {
+    "metrics": _Builtin("observed_batch.middleware.metrics", "MetricsMiddleware", None, None),
+    "tracing": _Builtin("observed_batch.middleware.tracing", "TracingMiddleware", "opentelemetry.sdk", "tracing"),
+    "sentry": _Builtin("observed_batch.middleware.sentry", "SentryMiddleware", "sentry_sdk", "sentry"),
+    "logging": _Builtin("observed_batch.middleware.logging", "LoggingMiddleware", "structlog", "logging"),
+    "timeout_guard": _Builtin("observed_batch.middleware.timeout_guard", "TimeoutGuardMiddleware", None, None),
+}
+_VALID = ", ".join(BUILTINS)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Configuration in code. ``None`` fields fall back to the environment, then to pyproject.
+
+    ``options`` maps a built-in name to its constructor options, e.g.
+    ``Config(middleware=["tracing"], options={"tracing": {"max_response_bytes": 512}})``.
+    """
+
+    middleware: Sequence[str | Middleware] | None = None
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    disabled: bool = False
+
+
+def parse_bool(value: str, variable: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{variable}={value!r} is not a boolean; use true or false")
+
+
+def is_disabled(environ: Mapping[str, str] | None = None) -> bool:
+    environ = os.environ if environ is None else environ
+    return parse_bool(environ.get(ENV_DISABLED, ""), ENV_DISABLED)
+
+
+def build_middlewares(
+    middleware: Sequence[str | Middleware] | None = None,
+    config: Config | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Middleware, ...]:
+    """Resolve and instantiate the chain. An explicit ``middleware=`` (even ``[]``) wins over the
+    environment; ``OBSERVED_BATCH_DISABLED`` wins over everything."""
+    environ = os.environ if environ is None else environ
+    if is_disabled(environ) or (config is not None and config.disabled):
+        return ()
+    pyproject = _pyproject_section(environ)
+    source = "middleware="
+    if middleware is None and config is not None and config.middleware is not None:
+        middleware, source = config.middleware, "Config.middleware"
+    if middleware is None and ENV_MIDDLEWARE in environ:
+        middleware = [n.strip() for n in environ[ENV_MIDDLEWARE].split(",") if n.strip()]
+        source = ENV_MIDDLEWARE
+    if middleware is None:
+        middleware = pyproject.get("middleware", [])
+        source = "[tool.observed_batch] middleware"
+    if isinstance(middleware, str) or not isinstance(middleware, Sequence):
+        raise ConfigError(f"{source} must be a list of middleware names or instances, got {middleware!r}")
+    code_options = config.options if config is not None else {}
+    for name in code_options:
+        if name not in BUILTINS:
+            raise ConfigError(f"unknown middleware {name!r} in Config.options; valid: {_VALID}")
+
+    chain: list[Middleware] = []
+    seen: set[str] = set()
+    for item in middleware:
+        if isinstance(item, str):
+            if item not in BUILTINS:
+                raise ConfigError(f"unknown middleware {item!r} in {source}; valid: {_VALID}")
+            if item in seen:
+                raise ConfigError(f"middleware {item!r} is listed twice in {source}")
+            seen.add(item)
+            section = pyproject.get(item, {})
+            chain.append(_instantiate(item, section, environ, code_options.get(item, {})))
+        elif _is_middleware(item):
+            chain.append(item)
+        else:
+            raise ConfigError(f"{item!r} in {source} is neither a middleware name ({_VALID}) nor a Middleware instance")
+    return tuple(chain)
+
+
+def _is_middleware(item: object) -> bool:
+    return isinstance(item, Middleware) or any(
+        callable(getattr(item, hook, None)) for hook in ("wrap_record", "on_batch_start", "on_batch_end")
+    )
+
+
+def builtin_class(name: str) -> type[Middleware]:
+    """Import a built-in middleware class, with a clear error if it or its backend is missing."""
+    spec = BUILTINS[name]
+    if spec.backend is not None and spec.extra is not None and not _importable(spec.backend):
+        raise MissingBackendError(name, spec.backend.split(".")[0], spec.extra)
+    try:
+        module = importlib.import_module(spec.module)
+    except ModuleNotFoundError as exc:
+        if exc.name != spec.module:
+            raise
+        raise ConfigError(f"built-in middleware {name!r} is not available in this version of observed_batch") from None
+    cls: type[Middleware] = getattr(module, spec.cls)
+    return cls
+
+
+def _importable(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _instantiate(
+    name: str, pyproject: Mapping[str, Any], environ: Mapping[str, str], code: Mapping[str, Any]
+) -> Middleware:
+    cls = builtin_class(name)
+    kinds = option_kinds(cls)
+    valid = ", ".join(sorted(kinds)) or "(none)"
+    options: dict[str, Any] = {}
+    for option, value in pyproject.items():
+        if option not in kinds:
+            raise ConfigError(f"unknown option {option!r} in [tool.observed_batch.{name}]; valid: {valid}")
+        options[option] = _check_value(value, kinds[option], f"[tool.observed_batch.{name}] {option}")
+    prefix = f"{_ENV_PREFIX}{name.upper()}_"
+    for variable, raw in environ.items():
+        if not variable.startswith(prefix):
+            continue
+        option = variable[len(prefix) :].lower()
+        if option not in kinds:
+            raise ConfigError(
+                f"unknown option {variable} for middleware {name!r}; valid: "
+                + (", ".join(f"{prefix}{o.upper()}" for o in sorted(kinds)) or "(none)")
+            )
+        options[option] = _coerce(raw, kinds[option], variable)
+    for option, value in code.items():
+        if option not in kinds and option not in _constructor_parameters(cls):
+            raise ConfigError(f"unknown option {option!r} for middleware {name!r}; valid: {valid}")
+        options[option] = value
+    try:
+        return cls(**options)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid options for middleware {name!r}: {exc}") from exc
+
+
+def _constructor_parameters(cls: type) -> set[str]:
+    return {p.name for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+_SCALAR = re.compile(r"^(?:Optional\[)?(int|float|bool|str)\]?(?:\s*\|\s*None)?$")
+_LITERAL = re.compile(r"^Literal\[(.+)\]$")
+
+
+def option_kinds(cls: type) -> dict[str, Any]:
+    """Options settable from env/pyproject: keyword-only constructor parameters of scalar type.
+
+    Returns option -> ``int``/``float``/``bool``/``str`` or a tuple of allowed strings (Literal).
+    Backend objects (tracer provider, sink, ...) are code-only.
+    """
+    kinds: dict[str, Any] = {}
+    for parameter in inspect.signature(cls).parameters.values():
+        if parameter.kind is not parameter.KEYWORD_ONLY:
+            continue
+        annotation = parameter.annotation
+        text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+        text = text.replace("typing.", "").strip()
+        literal = _LITERAL.match(text.replace(" | None", ""))
+        if literal:
+            kinds[parameter.name] = tuple(v.strip().strip("'\"") for v in literal.group(1).split(","))
+            continue
+        scalar = _SCALAR.match(text)
+        if scalar:
+            kinds[parameter.name] = {"int": int, "float": float, "bool": bool, "str": str}[scalar.group(1)]
+    return kinds
+
+
+def _coerce(raw: str, kind: Any, variable: str) -> Any:
+    if kind is bool:
+        return parse_bool(raw, variable)
+    if kind is int or kind is float:
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{variable}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+        return _check_value(value, kind, variable)
+    return _check_value(raw.strip(), kind, variable)
+
+
+def _check_value(value: Any, kind: Any, where: str) -> Any:
+    if isinstance(kind, tuple):
+        if value not in kind:
+            raise ConfigError(f"{where}={value!r} is not one of: {', '.join(kind)}")
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{where}={value!r} must be of type {kind.__name__}")
+    if kind in (int, float) and value < 0:
+        raise ConfigError(f"{where}={value!r} must not be negative")
+    return value
+
+
+def _pyproject_section(environ: Mapping[str, str]) -> dict[str, Any]:
+    path = environ.get(ENV_PYPROJECT) or "pyproject.toml"
+    return _read_pyproject(str(Path(path).resolve()))
+
+
+@lru_cache(maxsize=4)
+def _read_pyproject(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    section = document.get("tool", {}).get("observed_batch", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"[tool.observed_batch] in {path} must be a table")
+    return section

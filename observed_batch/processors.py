@@ -1,0 +1,222 @@
+"""Drop-in processors: Powertools' own classes with the middleware chain around each record.
+
+Powertools decides every outcome; we only observe. The per-record hooks wrap Powertools'
+``_process_record`` / ``_async_process_record``, the batch hooks ride on ``_prepare`` / ``_clean``
+(which Powertools calls on ``__enter__`` / ``__exit__``), and ``failure_handler`` tells us which
+exception a failed record carried. With no middleware configured, each record costs one attribute
+check more than bare Powertools.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor as _PtAsyncBatchProcessor
+from aws_lambda_powertools.utilities.batch import BatchProcessor as _PtBatchProcessor
+from aws_lambda_powertools.utilities.batch import EventType
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor as _PtSqsFifoPartialProcessor
+
+from observed_batch import sources
+from observed_batch.chain import Chain
+from observed_batch.config import Config, build_middlewares
+from observed_batch.typing import BatchContext, Middleware, Outcome, RecordContext
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
+    from aws_lambda_powertools.utilities.batch.types import BatchSqsTypeModel, BatchTypeModels
+
+__all__ = ["AsyncBatchProcessor", "BatchProcessor", "SqsFifoPartialProcessor"]
+
+# The record being processed, so failure_handler can attach its exception. A ContextVar, because
+# AsyncBatchProcessor runs every record in its own task with its own copy of the context.
+_CURRENT: ContextVar[RecordContext | None] = ContextVar("observed_batch_record", default=None)
+
+
+class _Observed:
+    """Mixin placed in front of a Powertools processor in the MRO."""
+
+    # Provided by the Powertools base class.
+    event_type: EventType
+    model: Any
+    records: list[Any]
+    _is_async = False
+
+    def _observe(self, middleware: Sequence[str | Middleware] | None, config: Config | None) -> None:
+        self.middlewares: tuple[Middleware, ...] = build_middlewares(middleware, config)
+        self._ob_chain = Chain(self.middlewares)
+        self._ob_batch: BatchContext | None = None
+        self._ob_lambda_context: Any = None
+
+    # -- batch --------------------------------------------------------------------------------
+    def __call__(self, records: list[dict[str, Any]], handler: Callable[..., Any], lambda_context: Any = None) -> Any:
+        self._ob_lambda_context = lambda_context
+        return super().__call__(records, handler, lambda_context)  # type: ignore[misc]
+
+    def _prepare(self) -> None:
+        super()._prepare()  # type: ignore[misc]
+        if self._ob_chain:
+            batch = BatchContext(
+                self.event_type,
+                getattr(self, "records", []),
+                self._ob_lambda_context,
+                self,  # type: ignore[arg-type]
+                self._is_async,
+            )
+            self._ob_batch = batch
+            self._ob_chain.start_batch(batch)
+
+    def __exit__(self, exception_type: Any, exception_value: Any, traceback: Any) -> Any:
+        if self._ob_batch is not None and exception_value is not None:
+            self._ob_batch.summary.error = exception_value
+        return super().__exit__(exception_type, exception_value, traceback)  # type: ignore[misc]
+
+    def _clean(self) -> None:
+        batch = self._ob_batch
+        if batch is None:
+            super()._clean()  # type: ignore[misc]
+            return
+        self._ob_batch = None
+        try:
+            super()._clean()  # type: ignore[misc]
+        except BaseException as exc:
+            if batch.summary.error is None:
+                batch.summary.error = exc
+            raise
+        finally:
+            self._ob_chain.end_batch(batch)
+
+    def failure_handler(self, record: Any, exception: ExceptionInfo) -> Any:
+        current = _CURRENT.get()
+        if current is not None:
+            current.exc_info = exception
+        return super().failure_handler(record, exception)  # type: ignore[misc]
+
+    # -- record -------------------------------------------------------------------------------
+    def _ob_report_skip(self, record: dict[str, Any], context: RecordContext) -> Any:
+        """A middleware raised FailRecord: report the record failed, as Powertools' FIFO breaker does."""
+        if hasattr(self, "_current_group_id"):
+            # SqsFifoPartialProcessor attributes failures to the group of the record being processed.
+            setattr(self, "_current_group_id", sources.fifo_group(record))  # noqa: B010
+        try:
+            data = self._to_batch_type(record, self.event_type, self.model)  # type: ignore[attr-defined]
+        except Exception:
+            data = self._to_batch_type(record, self.event_type)  # type: ignore[attr-defined]
+        return self.failure_handler(data, context.exc_info)  # type: ignore[arg-type]
+
+
+def _crashed(context: RecordContext) -> None:
+    """The core raised past Powertools' ``except Exception`` (e.g. KeyboardInterrupt)."""
+    context.outcome = Outcome.FAILURE
+    context.exc_info = sys.exc_info()
+
+
+class BatchProcessor(_Observed, _PtBatchProcessor):
+    """Powertools ``BatchProcessor`` with a middleware chain; same arguments plus ``middleware=``/``config=``."""
+
+    def __init__(
+        self,
+        event_type: EventType,
+        model: BatchTypeModels | None = None,
+        raise_on_entire_batch_failure: bool = True,
+        logger: logging.Logger | None = None,
+        *,
+        middleware: Sequence[str | Middleware] | None = None,
+        config: Config | None = None,
+    ) -> None:
+        extra = {"logger": logger} if logger is not None else {}
+        _PtBatchProcessor.__init__(self, event_type, model, raise_on_entire_batch_failure, **extra)
+        self._observe(middleware, config)
+
+    def _process_record(self, record: dict[str, Any]) -> Any:
+        batch = self._ob_batch
+        if batch is None:
+            return super()._process_record(record)
+        chain = self._ob_chain
+        context = RecordContext(batch, record, batch.next_index())
+        entered = chain.enter(context)
+        if context.outcome is None:
+            token = _CURRENT.set(context)
+            started = time.perf_counter_ns()
+            try:
+                entry = super()._process_record(record)
+            except BaseException:
+                _crashed(context)
+                chain.exit(context, entered, None)
+                raise
+            finally:
+                context.duration_ns = time.perf_counter_ns() - started
+                _CURRENT.reset(token)
+        else:
+            entry = self._ob_report_skip(record, context)
+        chain.exit(context, entered, entry)
+        return entry
+
+
+class AsyncBatchProcessor(_Observed, _PtAsyncBatchProcessor):
+    """Powertools ``AsyncBatchProcessor`` with the same middleware chain as ``BatchProcessor``."""
+
+    _is_async = True
+
+    def __init__(
+        self,
+        event_type: EventType,
+        model: BatchTypeModels | None = None,
+        raise_on_entire_batch_failure: bool = True,
+        logger: logging.Logger | None = None,
+        *,
+        middleware: Sequence[str | Middleware] | None = None,
+        config: Config | None = None,
+    ) -> None:
+        extra = {"logger": logger} if logger is not None else {}
+        _PtAsyncBatchProcessor.__init__(self, event_type, model, raise_on_entire_batch_failure, **extra)
+        self._observe(middleware, config)
+
+    async def _async_process_record(self, record: dict[str, Any]) -> Any:
+        batch = self._ob_batch
+        if batch is None:
+            return await super()._async_process_record(record)
+        chain = self._ob_chain
+        context = RecordContext(batch, record, batch.next_index())
+        entered = chain.enter(context)
+        if context.outcome is None:
+            token = _CURRENT.set(context)
+            started = time.perf_counter_ns()
+            try:
+                entry = await super()._async_process_record(record)
+            except BaseException:
+                _crashed(context)
+                chain.exit(context, entered, None)
+                raise
+            finally:
+                context.duration_ns = time.perf_counter_ns() - started
+                _CURRENT.reset(token)
+        else:
+            entry = self._ob_report_skip(record, context)
+        chain.exit(context, entered, entry)
+        return entry
+
+
+class SqsFifoPartialProcessor(BatchProcessor, _PtSqsFifoPartialProcessor):
+    """Powertools ``SqsFifoPartialProcessor`` (short-circuit on first failure) with the middleware chain.
+
+    Short-circuited records reach the middlewares with outcome ``skipped`` and
+    ``skip_reason == "fifo_short_circuit"``.
+    """
+
+    def __init__(
+        self,
+        model: BatchSqsTypeModel | None = None,
+        skip_group_on_error: bool = False,
+        logger: logging.Logger | None = None,
+        *,
+        middleware: Sequence[str | Middleware] | None = None,
+        config: Config | None = None,
+    ) -> None:
+        extra = {"logger": logger} if logger is not None else {}
+        _PtSqsFifoPartialProcessor.__init__(self, model, skip_group_on_error, **extra)
+        self._observe(middleware, config)

@@ -1,0 +1,134 @@
+"""What each event source calls things: identifiers, destinations, timestamps, trace headers.
+
+Every middleware needs the same facts about a record (which queue, which message id, how old), and
+each source spells them differently. They are read from the raw record dict, never raise, and return
+``None`` when a field is absent or malformed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import EventType
+
+__all__ = [
+    "DESTINATION_KINDS",
+    "MESSAGING_SYSTEMS",
+    "destination_from_arn",
+    "event_source_arn",
+    "fifo_group",
+    "producer_trace_headers",
+    "receive_count",
+    "record_identifier",
+    "sent_timestamp_ms",
+]
+
+_KAFKA = getattr(EventType, "Kafka", None)
+
+#: Value of OpenTelemetry's ``messaging.system`` attribute per event type.
+MESSAGING_SYSTEMS: dict[Any, str] = {
+    EventType.SQS: "aws_sqs",
+    EventType.KinesisDataStreams: "aws_kinesis",
+    EventType.DynamoDBStreams: "aws_dynamodb",
+}
+#: What a destination is called per event type (Sentry tag name, log field).
+DESTINATION_KINDS: dict[Any, str] = {
+    EventType.SQS: "queue",
+    EventType.KinesisDataStreams: "stream",
+    EventType.DynamoDBStreams: "table",
+}
+if _KAFKA is not None:  # pragma: no branch - every supported Powertools has it
+    MESSAGING_SYSTEMS[_KAFKA] = "kafka"
+    DESTINATION_KINDS[_KAFKA] = "topic"
+
+
+def _get(mapping: Any, key: str) -> Any:
+    return mapping.get(key) if isinstance(mapping, Mapping) else None
+
+
+def record_identifier(event_type: EventType, raw: Any) -> Any:
+    """The value Powertools reports as ``itemIdentifier`` for this record."""
+    if event_type is EventType.SQS:
+        return _get(raw, "messageId")
+    if event_type is EventType.KinesisDataStreams:
+        return _get(_get(raw, "kinesis"), "sequenceNumber")
+    if event_type is EventType.DynamoDBStreams:
+        return _get(_get(raw, "dynamodb"), "SequenceNumber")
+    if event_type is _KAFKA:
+        topic, partition = _get(raw, "topic"), _get(raw, "partition")
+        return {"partition": f"{topic}-{partition}", "offset": _get(raw, "offset")}
+    return None  # pragma: no cover - EventType has no other members
+
+
+def event_source_arn(raw: Any) -> str | None:
+    arn = _get(raw, "eventSourceARN") or _get(raw, "eventSourceArn")
+    return arn if isinstance(arn, str) else None
+
+
+def destination_from_arn(event_type: EventType, arn: str | None) -> str | None:
+    """Queue, stream or table name from an event source ARN.
+
+    ``arn:aws:sqs:eu-west-1:123:orders.fifo`` -> ``orders.fifo``;
+    ``arn:aws:kinesis:...:stream/clicks`` -> ``clicks``;
+    ``arn:aws:dynamodb:...:table/Orders/stream/2024-...`` -> ``Orders``.
+    """
+    if not arn:
+        return None
+    resource = arn.split(":", 5)[-1]
+    if event_type is EventType.SQS:
+        return resource or None
+    parts = resource.split("/")
+    return parts[1] if len(parts) > 1 and parts[1] else None
+
+
+def sent_timestamp_ms(event_type: EventType, raw: Any) -> float | None:
+    """When the producer's message entered the source, in epoch milliseconds."""
+    try:
+        if event_type is EventType.SQS:
+            value = _get(_get(raw, "attributes"), "SentTimestamp")
+            return float(value) if value is not None else None
+        if event_type is EventType.KinesisDataStreams:
+            value = _get(_get(raw, "kinesis"), "approximateArrivalTimestamp")
+            return float(value) * 1000.0 if value is not None else None
+        if event_type is EventType.DynamoDBStreams:
+            value = _get(_get(raw, "dynamodb"), "ApproximateCreationDateTime")
+            return float(value) * 1000.0 if value is not None else None
+        value = _get(raw, "timestamp")  # Kafka: epoch ms
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def receive_count(raw: Any) -> int | None:
+    """SQS ``ApproximateReceiveCount`` (1 on first delivery)."""
+    value = _get(_get(raw, "attributes"), "ApproximateReceiveCount")
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def fifo_group(raw: Any) -> str | None:
+    value = _get(_get(raw, "attributes"), "MessageGroupId")
+    return value if isinstance(value, str) else None
+
+
+def producer_trace_headers(raw: Any) -> dict[str, str]:
+    """Trace propagation headers the producer attached, keyed by their lowercase header name.
+
+    SQS carries W3C context as message attributes (``traceparent``/``tracestate``, as the OTel
+    botocore instrumentation writes them) and X-Ray context as the system attribute
+    ``AWSTraceHeader`` (returned as ``x-amzn-trace-id``, the header the X-Ray propagator reads).
+    """
+    headers: dict[str, str] = {}
+    attributes = _get(raw, "messageAttributes")
+    if isinstance(attributes, Mapping):
+        for name in ("traceparent", "tracestate"):
+            value = _get(_get(attributes, name), "stringValue")
+            if isinstance(value, str):
+                headers[name] = value
+    xray = _get(_get(raw, "attributes"), "AWSTraceHeader")
+    if isinstance(xray, str):
+        headers["x-amzn-trace-id"] = xray
+    return headers

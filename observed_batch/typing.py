@@ -1,0 +1,263 @@
+"""The types every middleware works with: ``Middleware``, ``RecordContext``, ``BatchContext``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from aws_lambda_powertools.utilities.batch import EventType
+
+from observed_batch import sources
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BasePartialBatchProcessor
+    from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
+
+__all__ = ["BatchContext", "BatchSummary", "Middleware", "Outcome", "RecordContext"]
+
+
+class Outcome(str, Enum):
+    """What the core decided for a record."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    #: Reported in batchItemFailures without the handler running (FIFO short-circuit, guards).
+    SKIPPED = "skipped"
+
+
+#: ``RecordContext.skip_reason`` for records Powertools' FIFO processor short-circuited.
+FIFO_SHORT_CIRCUIT = "fifo_short_circuit"
+
+
+class BatchContext:
+    """One invocation's batch, shared by all its records (read-only for middlewares, but ``scratch``)."""
+
+    __slots__ = (
+        "_destination",
+        "_next_index",
+        "event_source_arn",
+        "event_type",
+        "is_async",
+        "lambda_context",
+        "processor",
+        "records",
+        "scratch",
+        "size",
+        "started_at",
+        "started_ns",
+        "summary",
+    )
+
+    def __init__(
+        self,
+        event_type: EventType,
+        records: list[Any],
+        lambda_context: Any = None,
+        processor: BasePartialBatchProcessor | None = None,
+        is_async: bool = False,
+    ) -> None:
+        self.event_type = event_type
+        self.records = records
+        self.size = len(records)
+        self.lambda_context = lambda_context
+        self.processor = processor
+        self.is_async = is_async
+        self.event_source_arn = sources.event_source_arn(records[0]) if records else None
+        #: Wall clock (epoch seconds) and monotonic start of the batch.
+        self.started_at = time.time()
+        self.started_ns = time.perf_counter_ns()
+        #: Per-batch state of middlewares, keyed by something the middleware owns (e.g. its name).
+        self.scratch: dict[Any, Any] = {}
+        self._destination: str | None = sources.destination_from_arn(event_type, self.event_source_arn)
+        #: Outcome counts, kept up to date as records finish; final in ``on_batch_end``.
+        self.summary = BatchSummary()
+        self._next_index = 0
+
+    def next_index(self) -> int:
+        """Position of the next record to start (records start in batch order, also when async)."""
+        index = self._next_index
+        self._next_index = index + 1
+        return index
+
+    @property
+    def messaging_system(self) -> str:
+        """``aws_sqs``, ``aws_kinesis``, ``aws_dynamodb`` or ``kafka`` (OTel ``messaging.system``)."""
+        return sources.MESSAGING_SYSTEMS[self.event_type]
+
+    @property
+    def destination_kind(self) -> str:
+        """``queue``, ``stream``, ``table`` or ``topic``."""
+        return sources.DESTINATION_KINDS[self.event_type]
+
+    @property
+    def destination(self) -> str | None:
+        """Queue / stream / table name from the event source ARN (Kafka: see ``RecordContext``)."""
+        return self._destination
+
+    @property
+    def is_fifo(self) -> bool:
+        return self.event_type is EventType.SQS and bool(self._destination and self._destination.endswith(".fifo"))
+
+    def remaining_time_ms(self) -> int | None:
+        """Milliseconds until Lambda's deadline, or ``None`` without a Lambda context."""
+        getter = getattr(self.lambda_context, "get_remaining_time_in_millis", None)
+        if getter is None:
+            return None
+        return int(getter())
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter_ns() - self.started_ns) / 1e6
+
+
+class RecordContext:
+    """One record's trip through the chain. Middlewares keep per-record state in ``scratch``."""
+
+    __slots__ = (
+        "_parsed",
+        "_scratch",
+        "batch",
+        "duration_ns",
+        "exc_info",
+        "index",
+        "outcome",
+        "raw",
+        "result",
+        "skip_reason",
+    )
+
+    def __init__(self, batch: BatchContext, raw: Any, index: int) -> None:
+        self.batch = batch
+        self.raw = raw
+        self.index = index
+        #: Set after the core ran: ``Outcome`` and, for failures/skips, ``exc_info``.
+        self.outcome: Outcome | None = None
+        self.exc_info: ExceptionInfo | None = None
+        #: The record handler's return value (successes only).
+        self.result: Any = None
+        #: Why a record was skipped: ``fifo_short_circuit`` or a ``FailRecord.reason``.
+        self.skip_reason: str | None = None
+        #: Time the core spent on this record (handler included), in nanoseconds.
+        self.duration_ns: int = 0
+        self._scratch: dict[Any, Any] | None = None
+        self._parsed: Any = None
+
+    @property
+    def event_type(self) -> EventType:
+        return self.batch.event_type
+
+    @property
+    def scratch(self) -> dict[Any, Any]:
+        if self._scratch is None:
+            self._scratch = {}
+        return self._scratch
+
+    @property
+    def identifier(self) -> Any:
+        """``itemIdentifier`` as Powertools reports it: messageId, sequence number, or Kafka dict."""
+        return sources.record_identifier(self.batch.event_type, self.raw)
+
+    @property
+    def message_id(self) -> str | None:
+        """The identifier as a string (Kafka: ``topic-partition@offset``)."""
+        identifier = self.identifier
+        if isinstance(identifier, dict):
+            return f"{identifier['partition']}@{identifier['offset']}"
+        return identifier if isinstance(identifier, str) else None
+
+    @property
+    def destination(self) -> str | None:
+        """Queue / stream / table name, or the Kafka topic."""
+        if self.batch.event_type is getattr(EventType, "Kafka", None):
+            topic = self.raw.get("topic") if isinstance(self.raw, dict) else None
+            return topic if isinstance(topic, str) else None
+        return self.batch.destination
+
+    @property
+    def sent_timestamp_ms(self) -> float | None:
+        return sources.sent_timestamp_ms(self.batch.event_type, self.raw)
+
+    @property
+    def receive_count(self) -> int | None:
+        return sources.receive_count(self.raw)
+
+    @property
+    def fifo_group(self) -> str | None:
+        return sources.fifo_group(self.raw)
+
+    @property
+    def trace_headers(self) -> dict[str, str]:
+        return sources.producer_trace_headers(self.raw)
+
+    @property
+    def duration_ms(self) -> float:
+        return self.duration_ns / 1e6
+
+    @property
+    def record(self) -> Any:
+        """The record as the handler sees it: the pydantic model if one is used, else the data class.
+
+        Built on first access (records that fail model validation come back as the data class).
+        """
+        if self._parsed is None:
+            processor = self.batch.processor
+            if processor is None:
+                return self.raw
+            try:
+                self._parsed = processor._to_batch_type(self.raw, self.batch.event_type, processor.model)
+            except Exception:
+                self._parsed = processor._to_batch_type(self.raw, self.batch.event_type)
+        return self._parsed
+
+
+class BatchSummary:
+    """What ``on_batch_end`` gets: exact counts of the invocation's record outcomes."""
+
+    __slots__ = ("duration_ms", "error", "failed_ids", "failures", "middleware_errors", "skipped", "successes")
+
+    def __init__(self) -> None:
+        self.successes = 0
+        self.failures = 0
+        self.skipped = 0
+        #: Identifiers of records reported as failed because the handler raised (skips excluded).
+        self.failed_ids: list[Any] = []
+        self.duration_ms = 0.0
+        #: Exception leaving the batch (``BatchProcessingError`` or the user's code), if any.
+        self.error: BaseException | None = None
+        #: Contained middleware errors by middleware name.
+        self.middleware_errors: dict[str, int] = {}
+
+    @property
+    def total(self) -> int:
+        return self.successes + self.failures + self.skipped
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchSummary(successes={self.successes}, failures={self.failures}, skipped={self.skipped},"
+            f" duration_ms={self.duration_ms:.3f}, error={self.error!r})"
+        )
+
+
+class Middleware:
+    """Base class of a middleware: override what you need, the rest costs nothing.
+
+    ``wrap_record`` is a generator that yields exactly once: code before the ``yield`` runs before
+    the record is processed, code after it once ``record.outcome`` is set. The same generator serves
+    ``BatchProcessor`` and ``AsyncBatchProcessor`` (the await happens at the ``yield``).
+    Handler exceptions are never thrown into it: inspect ``record.outcome`` / ``record.exc_info``.
+    Keep no per-record state on ``self``; use ``record.scratch`` and ``batch.scratch``.
+    """
+
+    #: Name used in logs and in configuration strings.
+    name: ClassVar[str] = "custom"
+
+    def on_batch_start(self, batch: BatchContext) -> None:
+        """Runs once per invocation, before the first record."""
+
+    def wrap_record(self, record: RecordContext) -> Iterator[None]:
+        """Wraps one record; yield exactly once."""
+        yield
+
+    def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
+        """Runs once per invocation, after the last record, also when the batch raises."""
