@@ -1,0 +1,18 @@
+"""Shared fixtures. Every test starts from a clean observed_batch / Powertools environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+_PREFIXES = ("OBSERVED_BATCH_", "POWERTOOLS_", "SENTRY_", "OTEL_", "LOG_LEVEL", "AWS_LAMBDA_", "LAMBDA_TASK_ROOT")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for variable in list(os.environ):
+        if variable.startswith(_PREFIXES):
+            monkeypatch.delenv(variable)
+    yield
