@@ -1,0 +1,358 @@
+"""What the suite compares: one Lambda invocation per variant, all on the same event and handler.
+
+A variant is a function that returns ``invoke(event) -> response`` (one Lambda invocation, flushes
+included) or raises ``Unavailable`` when what it measures does not exist in this checkout yet (a
+built-in middleware that has not landed, a backend that is not installed). The harness in
+``run.py`` reports those as ``n/a``.
+
+Every variant writes to the same ``CountingSink`` (installed as ``sys.stdout`` before anything is
+constructed), so log and EMF lines cost the same for all and never reach the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import aws_lambda_powertools.utilities.batch as pt
+from aws_lambda_powertools.utilities.batch import EventType
+
+import observed_batch as ob
+from observed_batch.config import BUILTINS, ConfigError, builtin_class
+from observed_batch.testing import FakeLambdaContext, kinesis_event, sqs_event
+
+__all__ = [
+    "BUILTIN_NAMES",
+    "CountingSink",
+    "Scenario",
+    "SentryReceiver",
+    "Unavailable",
+    "Variant",
+    "builtin_available",
+    "install_backends",
+    "make_scenario",
+    "variants",
+]
+
+BUILTIN_NAMES: tuple[str, ...] = tuple(BUILTINS)
+FAIL_EVERY = 10  # 10 % of the records fail
+LAMBDA_BUDGET_MS = 900_000  # the timeout guard must never trigger in a benchmark
+
+Invoke = Callable[[dict[str, Any]], Any]
+
+
+class Unavailable(Exception):
+    """The variant cannot run in this checkout; the message says why (shown as n/a)."""
+
+
+# -- output sink ----------------------------------------------------------------------------------
+class CountingSink:
+    """A text stream that drops everything but counts bytes, and EMF bytes separately."""
+
+    encoding = "utf-8"
+    errors = "strict"
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.emf_bytes = 0
+        self.emf_documents = 0
+
+    def write(self, text: str) -> int:
+        size = len(text)
+        self.bytes += size
+        if '"_aws"' in text:
+            self.emf_bytes += size
+            self.emf_documents += 1
+        return size
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def reset(self) -> None:
+        self.bytes = self.emf_bytes = self.emf_documents = 0
+
+
+# -- a local Sentry endpoint ----------------------------------------------------------------------
+class SentryReceiver:
+    """An HTTP server on 127.0.0.1 that accepts Sentry envelopes and counts them."""
+
+    def __init__(self) -> None:
+        receiver = self
+        self.envelopes = 0
+        self._lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                with receiver._lock:
+                    receiver.envelopes += 1
+                body = b"{}"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+
+    @property
+    def dsn(self) -> str:
+        return f"http://public@127.0.0.1:{self._server.server_address[1]}/1"
+
+    def start(self) -> SentryReceiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+# -- backends, configured once per process as a Lambda function would at cold start ---------------
+@dataclass
+class Backends:
+    sink: CountingSink
+    receiver: SentryReceiver | None
+    sentry_error: str | None
+    tracing_error: str | None
+    tracer_provider: Any = None
+
+
+def install_backends(sink: CountingSink) -> Backends:
+    """Environment, Sentry (to a local receiver) and an OTel SDK provider with a no-op exporter."""
+    os.environ["POWERTOOLS_SERVICE_NAME"] = "bench"
+    os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "ObservedBatchBench"
+    for variable in [v for v in os.environ if v.startswith("OBSERVED_BATCH_")]:
+        del os.environ[variable]
+    backends = Backends(sink=sink, receiver=None, sentry_error=None, tracing_error=None)
+    try:
+        import sentry_sdk
+    except ImportError:
+        backends.sentry_error = "sentry_sdk not installed"
+    else:
+        backends.receiver = SentryReceiver().start()
+        sentry_sdk.init(dsn=backends.receiver.dsn, environment="bench", release="bench")
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+    except ImportError:
+        backends.tracing_error = "opentelemetry-sdk not installed"
+    else:
+
+        class NullExporter(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+            def shutdown(self) -> None:
+                pass
+
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(NullExporter()))
+        trace.set_tracer_provider(provider)
+        backends.tracer_provider = provider
+    return backends
+
+
+def shutdown_backends(backends: Backends) -> None:
+    if backends.receiver is not None:
+        import sentry_sdk
+
+        sentry_sdk.flush(timeout=2.0)
+        backends.receiver.stop()
+
+
+# -- the workload ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    event_type: EventType
+    size: int
+    event: dict[str, Any]
+    handler: Callable[[Any], Any]
+    identify: Callable[[Any], str]
+
+
+def _payload(index: int) -> dict[str, Any]:
+    return {"order_id": f"order-{index}", "amount": 10 + index % 90, "fail": index % FAIL_EVERY == FAIL_EVERY - 1}
+
+
+def _sqs_handler(record: Any) -> Any:
+    order = json.loads(record.body)
+    if order["fail"]:
+        raise ValueError(f"order {order['order_id']} rejected")
+    return order["order_id"]
+
+
+def _kinesis_handler(record: Any) -> Any:
+    order = json.loads(record.kinesis.data_as_text())
+    if order["fail"]:
+        raise ValueError(f"order {order['order_id']} rejected")
+    return order["order_id"]
+
+
+def make_scenario(kind: str, size: int) -> Scenario:
+    """``kind`` is ``sqs`` or ``kinesis``; a handler that parses the JSON body fails 10 % of the records."""
+    if kind == "sqs":
+        return Scenario(
+            f"SQS {size:,}", EventType.SQS, size, sqs_event(size, body=_payload), _sqs_handler, lambda r: r.message_id
+        )
+    if kind == "kinesis":
+        return Scenario(
+            f"Kinesis {size:,}",
+            EventType.KinesisDataStreams,
+            size,
+            kinesis_event(size, data=_payload),
+            _kinesis_handler,
+            lambda r: r.kinesis.sequence_number,
+        )
+    raise ValueError(f"unknown scenario kind {kind!r}")
+
+
+def _context() -> FakeLambdaContext:
+    return FakeLambdaContext(remaining_ms=LAMBDA_BUDGET_MS)
+
+
+# -- variants -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    label: str
+    build: Callable[[Scenario, Backends], Invoke]
+    #: Middlewares the variant needs (checked before building, for a clear n/a).
+    needs: tuple[str, ...] = ()
+
+
+def builtin_available(name: str) -> str | None:
+    """``None`` when the built-in can be imported, else why not."""
+    try:
+        builtin_class(name)
+    except ConfigError as exc:
+        return str(exc)
+    except Exception as exc:  # a middleware being written right now may not even import
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@contextmanager
+def _environment(**variables: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _partial_response(processor: Any, scenario: Scenario) -> Invoke:
+    handler = scenario.handler
+
+    def invoke(event: dict[str, Any]) -> Any:
+        return pt.process_partial_response(event=event, record_handler=handler, processor=processor, context=_context())
+
+    return invoke
+
+
+def _bare(scenario: Scenario, backends: Backends) -> Invoke:
+    return _partial_response(pt.BatchProcessor(scenario.event_type), scenario)
+
+
+def _hand_rolled(scenario: Scenario, backends: Backends) -> Invoke:
+    """The pattern Powertools' docs suggest for extending the processor, with the usual three tools."""
+    if backends.sentry_error:
+        raise Unavailable(backends.sentry_error)
+    import sentry_sdk
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    metrics = Metrics(namespace="HandRolled", service="bench")
+    logger = Logger(service="bench", stream=backends.sink)
+    identify, inner = scenario.identify, scenario.handler
+
+    class ObservedProcessor(pt.BatchProcessor):
+        def success_handler(self, record: Any, result: Any) -> Any:
+            metrics.add_metric(name="BatchRecordSuccesses", unit=MetricUnit.Count, value=1)
+            return super().success_handler(record, result)
+
+        def failure_handler(self, record: Any, exception: Any) -> Any:
+            metrics.add_metric(name="BatchRecordFailures", unit=MetricUnit.Count, value=1)
+            sentry_sdk.capture_exception(exception[1])
+            return super().failure_handler(record, exception)
+
+    processor = ObservedProcessor(scenario.event_type)
+
+    def handler(record: Any) -> Any:
+        logger.info("processing record", message_id=identify(record))
+        return inner(record)
+
+    def invoke(event: dict[str, Any]) -> Any:
+        try:
+            return pt.process_partial_response(
+                event=event, record_handler=handler, processor=processor, context=_context()
+            )
+        finally:
+            metrics.flush_metrics()
+            sentry_sdk.flush(timeout=2.0)
+
+    return invoke
+
+
+def _disabled(scenario: Scenario, backends: Backends) -> Invoke:
+    # A deployed function with everything configured and the kill switch flipped.
+    with _environment(OBSERVED_BATCH_DISABLED="true", OBSERVED_BATCH_MIDDLEWARE=",".join(BUILTIN_NAMES)):
+        processor = ob.BatchProcessor(scenario.event_type)
+    if processor.middlewares:
+        raise Unavailable("kill switch did not disable the chain")
+    return _partial_response(processor, scenario)
+
+
+def _chain(names: tuple[str, ...]) -> Callable[[Scenario, Backends], Invoke]:
+    def build(scenario: Scenario, backends: Backends) -> Invoke:
+        if "tracing" in names and backends.tracing_error:
+            raise Unavailable(backends.tracing_error)
+        if "sentry" in names and backends.sentry_error:
+            raise Unavailable(backends.sentry_error)
+        return _partial_response(ob.BatchProcessor(scenario.event_type, middleware=list(names)), scenario)
+
+    return build
+
+
+def variants() -> list[Variant]:
+    found = [
+        Variant("bare", "bare Powertools", _bare),
+        Variant("hand_rolled", "hand-rolled (Metrics + Sentry + Logger)", _hand_rolled),
+        Variant("disabled", "observed_batch, kill switch", _disabled),
+        Variant("chain_empty", "observed_batch, chain, no middleware", _chain(())),
+    ]
+    found += [Variant(name, f"observed_batch + {name}", _chain((name,)), (name,)) for name in BUILTIN_NAMES]
+    found.append(Variant("all_on", "observed_batch, all on", _chain(BUILTIN_NAMES), BUILTIN_NAMES))
+    return found

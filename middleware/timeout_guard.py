@@ -1,0 +1,146 @@
+"""Fail the records a batch has no time left for, instead of letting Lambda time out mid-batch.
+
+A Lambda that times out mid-batch returns no partial response, so the whole batch comes back,
+including the records that already succeeded. The guard checks the remaining time before each
+record; once it is below the margin, that record and every record after it are failed without
+calling the handler (``FailRecord("timeout_guard")``). They are reported in ``batchItemFailures``
+and come back on the next delivery; the records that succeeded are deleted / checkpointed.
+
+Margin = ``max(min_remaining_ms, remaining_fraction * time remaining at batch start)``, plus, with
+``estimate=True`` (the default), a moving average of how long this batch's records took: the fixed
+margin alone only protects handlers faster than the margin. Once tripped, the guard stays tripped
+for the rest of the batch, which keeps FIFO order and makes the first skipped record the
+Kinesis / DynamoDB checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+from observed_batch.errors import ConfigError, FailRecord
+from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
+
+__all__ = ["DEFAULT_MIN_REMAINING_MS", "DEFAULT_REMAINING_FRACTION", "REASON", "TimeoutGuardMiddleware"]
+
+logger = logging.getLogger("observed_batch.timeout_guard")
+
+#: ``RecordContext.skip_reason`` of the records the guard failed.
+REASON = "timeout_guard"
+DEFAULT_MIN_REMAINING_MS = 2000
+DEFAULT_REMAINING_FRACTION = 0.10
+#: Weight of the newest record duration in the moving average: recent records predict the next best.
+_SMOOTHING = 0.3
+_RAN_HANDLER = (Outcome.SUCCESS, Outcome.FAILURE)
+
+
+class _BatchState:
+    """Per-batch state, kept in ``batch.scratch["timeout_guard"]``."""
+
+    __slots__ = ("average_ms", "initial_ms", "margin_ms", "skipped", "tripped_at_ms", "tripped_index")
+
+    def __init__(self, initial_ms: int, margin_ms: float) -> None:
+        self.initial_ms = initial_ms
+        self.margin_ms = margin_ms
+        #: Moving average of the duration of records that ran, in ms (``None`` before the first).
+        self.average_ms: float | None = None
+        self.tripped_index: int | None = None
+        self.tripped_at_ms: int | None = None
+        self.skipped = 0
+
+
+class TimeoutGuardMiddleware(Middleware):
+    """Fails the records not yet started once the Lambda's remaining time drops below the margin.
+
+    Place it last in the chain (the default order does): middlewares outside it see the skipped
+    records with ``outcome == Outcome.SKIPPED`` and ``skip_reason == "timeout_guard"``; middlewares
+    inside it never see them.
+    """
+
+    name = "timeout_guard"
+
+    def __init__(
+        self,
+        *,
+        min_remaining_ms: int = DEFAULT_MIN_REMAINING_MS,
+        remaining_fraction: float = DEFAULT_REMAINING_FRACTION,
+        estimate: bool = True,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """``clock`` (seconds, monotonic) measures record durations for the estimate; tests script it."""
+        if isinstance(min_remaining_ms, bool) or not isinstance(min_remaining_ms, int) or min_remaining_ms < 0:
+            raise ConfigError(f"timeout_guard option min_remaining_ms={min_remaining_ms!r} must be an integer >= 0")
+        if (
+            isinstance(remaining_fraction, bool)
+            or not isinstance(remaining_fraction, (int, float))
+            or not 0 <= remaining_fraction < 1
+        ):
+            raise ConfigError(
+                f"timeout_guard option remaining_fraction={remaining_fraction!r} must be a number in [0, 1)"
+            )
+        if not isinstance(estimate, bool):
+            raise ConfigError(f"timeout_guard option estimate={estimate!r} must be true or false")
+        if clock is not None and not callable(clock):
+            raise ConfigError(f"timeout_guard option clock={clock!r} must be a callable returning seconds")
+        self.min_remaining_ms = min_remaining_ms
+        self.remaining_fraction = float(remaining_fraction)
+        self.estimate = estimate
+        self._clock: Callable[[], float] = clock if clock is not None else time.perf_counter
+
+    def on_batch_start(self, batch: BatchContext) -> None:
+        initial = batch.remaining_time_ms()
+        if initial is None:
+            return  # no Lambda context (local run, tests): nothing to guard against
+        margin = max(float(self.min_remaining_ms), self.remaining_fraction * initial)
+        batch.scratch[self.name] = _BatchState(initial, margin)
+        if initial < margin:
+            logger.warning(
+                "timeout_guard: the batch starts with %d ms left, below the %.0f ms margin; every record will"
+                " be failed and retried. Raise the function timeout or lower"
+                " OBSERVED_BATCH_TIMEOUT_GUARD_MIN_REMAINING_MS.",
+                initial,
+                margin,
+            )
+
+    def wrap_record(self, record: RecordContext) -> Iterator[None]:
+        state: _BatchState | None = record.batch.scratch.get(self.name)
+        if state is None:
+            yield
+            return
+        if state.tripped_index is None:
+            remaining = record.batch.remaining_time_ms()
+            needed = state.margin_ms
+            if self.estimate and state.average_ms is not None:
+                needed += state.average_ms
+            if remaining is not None and remaining < needed:
+                state.tripped_index = record.index
+                state.tripped_at_ms = remaining
+        if state.tripped_index is not None:
+            state.skipped += 1
+            raise FailRecord(
+                REASON,
+                f"not processed: {state.tripped_at_ms} ms were left when record {state.tripped_index} was due,"
+                f" below the timeout guard margin",
+            )
+        started = self._clock()
+        yield
+        if record.outcome in _RAN_HANDLER:
+            duration_ms = (self._clock() - started) * 1000.0
+            average = state.average_ms
+            state.average_ms = duration_ms if average is None else average + _SMOOTHING * (duration_ms - average)
+
+    def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
+        state: _BatchState | None = batch.scratch.get(self.name)
+        if state is None or state.tripped_index is None:
+            return
+        logger.warning(
+            "timeout_guard: %d of %d records were failed without running (%d ms left at record %d, margin %.0f ms%s);"
+            " they will be retried",
+            state.skipped,
+            batch.size,
+            state.tripped_at_ms,
+            state.tripped_index,
+            state.margin_ms,
+            f" + estimate {state.average_ms:.0f} ms" if self.estimate and state.average_ms is not None else "",
+        )
