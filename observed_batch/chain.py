@@ -112,7 +112,10 @@ class Chain:
             _contain(record.batch, middleware, "wrap_record", RuntimeError("wrap_record yielded twice"))
             close = getattr(hook, "close", None)
             if close is not None:
-                close()
+                try:
+                    close()
+                except Exception as exc:
+                    _contain(record.batch, middleware, "wrap_record", exc)
 
 
 def _contain(batch: BatchContext, middleware: Any, phase: str, exc: BaseException) -> None:

@@ -216,6 +216,14 @@ def test_missing_backend_names_the_extra_to_install(dummy: None) -> None:
     assert isinstance(raised.value, ob.ConfigError)
 
 
+def test_missing_parent_package_of_a_backend_is_reported(dummy: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(
+        config.BUILTINS, "nested", config._Builtin("dummy_middleware", "X", "no_pkg_xyz.sdk", "tracing")
+    )
+    with pytest.raises(ob.MissingBackendError, match="needs the 'no_pkg_xyz' package"):
+        ob.BatchProcessor(ob.EventType.SQS, middleware=["nested"])
+
+
 def test_a_builtin_not_yet_available_is_an_error_not_a_silent_noop(dummy: None) -> None:
     with pytest.raises(ob.ConfigError, match="built-in middleware 'unreleased' is not available in this version"):
         ob.BatchProcessor(ob.EventType.SQS, middleware=["unreleased"])

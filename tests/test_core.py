@@ -216,6 +216,26 @@ def test_middleware_that_does_not_yield_is_reported() -> None:
     assert recorder.events[-1][2].middleware_errors == {"no_yield": 1}
 
 
+def test_middleware_that_yields_twice_is_closed_and_reported() -> None:
+    # GIVEN a middleware yielding twice whose cleanup raises
+    class Twice(ob.Middleware):
+        name = "twice"
+
+        def wrap_record(self, record: ob.RecordContext) -> Iterator[None]:
+            try:
+                yield
+                yield
+            finally:
+                raise RuntimeError("cleanup failed")
+
+    recorder = RecordingMiddleware()
+    processor = ob.BatchProcessor(ob.EventType.SQS, middleware=[recorder, Twice()])
+
+    # WHEN processed THEN the record succeeds and both problems are counted
+    assert ob.process_partial_response(sqs_event(1), handler, processor) == {"batchItemFailures": []}
+    assert recorder.events[-1][2].middleware_errors == {"twice": 2}
+
+
 def test_fail_record_skips_the_handler_and_reports_the_record() -> None:
     # GIVEN a guard failing records from index 2, inside a recorder
     recorder = RecordingMiddleware()

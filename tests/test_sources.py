@@ -1,0 +1,152 @@
+"""Source facts read from raw records: never raise, None when absent or malformed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import observed_batch as ob
+from observed_batch import sources
+from observed_batch.testing import RecordingMiddleware, sqs_event, sqs_record
+from observed_batch.typing import BatchContext, RecordContext
+
+SQS, KINESIS, DDB, KAFKA = (
+    ob.EventType.SQS,
+    ob.EventType.KinesisDataStreams,
+    ob.EventType.DynamoDBStreams,
+    ob.EventType.Kafka,
+)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "raw"),
+    [
+        (SQS, {"attributes": {"SentTimestamp": "soon"}}),
+        (KINESIS, {"kinesis": {"approximateArrivalTimestamp": "x"}}),
+        (DDB, {"dynamodb": {"ApproximateCreationDateTime": [1]}}),
+        (KAFKA, {"timestamp": {"ms": 1}}),
+        (SQS, "not a dict"),
+        (KINESIS, {}),
+        (DDB, {}),
+        (KAFKA, {}),
+        (SQS, {}),
+    ],
+)
+def test_malformed_or_missing_timestamps_are_none(event_type: ob.EventType, raw: Any) -> None:
+    assert sources.sent_timestamp_ms(event_type, raw) is None
+
+
+def test_kafka_timestamp_is_epoch_ms() -> None:
+    assert sources.sent_timestamp_ms(KAFKA, {"timestamp": 1_700_000_000_123}) == 1_700_000_000_123.0
+
+
+@pytest.mark.parametrize("value", [None, "many", [3]])
+def test_malformed_receive_count_is_none(value: Any) -> None:
+    assert sources.receive_count({"attributes": {"ApproximateReceiveCount": value}}) is None
+
+
+def test_producer_trace_headers_from_message_and_system_attributes() -> None:
+    # GIVEN a record carrying W3C context as message attributes and X-Ray context as a system attribute
+    raw = sqs_record(
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        xray_header="Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    )
+    raw["messageAttributes"]["tracestate"] = {"stringValue": "vendor=1", "dataType": "String"}
+    raw["messageAttributes"]["other"] = {"binaryValue": "AA=="}
+
+    # THEN both are returned under the header names their propagators read
+    assert sources.producer_trace_headers(raw) == {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "tracestate": "vendor=1",
+        "x-amzn-trace-id": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    }
+
+
+def test_malformed_trace_headers_are_ignored() -> None:
+    raw = {"messageAttributes": {"traceparent": {"stringValue": 7}}, "attributes": {"AWSTraceHeader": None}}
+    assert sources.producer_trace_headers(raw) == {}
+    assert sources.producer_trace_headers({"messageAttributes": "nope"}) == {}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "arn", "expected"),
+    [
+        (SQS, "arn:aws:sqs:us-east-1:1:orders.fifo", "orders.fifo"),
+        (KINESIS, "arn:aws:kinesis:us-east-1:1:stream/clicks", "clicks"),
+        (DDB, "arn:aws:dynamodb:us-east-1:1:table/Orders/stream/2024-01-01T00:00:00.000", "Orders"),
+        (KINESIS, "arn:aws:kinesis:us-east-1:1:stream", None),
+        (SQS, None, None),
+        (SQS, "", None),
+    ],
+)
+def test_destination_from_arn(event_type: ob.EventType, arn: str | None, expected: str | None) -> None:
+    assert sources.destination_from_arn(event_type, arn) == expected
+
+
+def test_record_context_without_a_processor_returns_the_raw_record() -> None:
+    batch = BatchContext(SQS, [{"messageId": "1"}])
+    record = RecordContext(batch, batch.records[0], 0)
+    assert record.record is batch.records[0]
+    assert (record.event_type, record.message_id, batch.is_fifo) == (SQS, "1", False)
+    assert batch.next_index() == 0
+    assert batch.next_index() == 1
+
+
+def test_record_context_of_a_non_dict_kafka_record_has_no_destination() -> None:
+    batch = BatchContext(KAFKA, ["garbage"])
+    assert RecordContext(batch, "garbage", 0).destination is None
+
+
+def test_batch_summary_repr_and_total() -> None:
+    summary = ob.BatchSummary()
+    summary.successes, summary.failures, summary.skipped = 3, 2, 1
+    assert summary.total == 6
+    assert repr(summary).startswith("BatchSummary(successes=3, failures=2, skipped=1, duration_ms=0.000")
+
+
+def test_base_middleware_hooks_are_no_ops() -> None:
+    # GIVEN the base class used directly (all hooks inherited)
+    base = ob.Middleware()
+    batch = BatchContext(SQS, [{}])
+    hook = base.wrap_record(RecordContext(batch, {}, 0))
+
+    # THEN its hooks do nothing and wrap_record yields once
+    assert base.on_batch_start(batch) is None
+    assert next(hook) is None
+    with pytest.raises(StopIteration):
+        next(hook)
+    assert base.on_batch_end(batch, ob.BatchSummary()) is None
+
+
+def test_async_fail_record_is_reported_without_calling_the_handler() -> None:
+    # GIVEN an async processor and a guard failing the second record
+    class Guard(ob.Middleware):
+        def wrap_record(self, record: ob.RecordContext) -> Iterator[None]:
+            if record.index == 1:
+                raise ob.FailRecord("guard", "too late")
+            yield
+
+    calls: list[str] = []
+
+    async def handler(record: Any) -> None:
+        calls.append(record.message_id)
+
+    recorder = RecordingMiddleware()
+    processor = ob.AsyncBatchProcessor(SQS, middleware=[recorder, Guard()])
+    event = sqs_event(3)
+
+    # WHEN processed
+    response = ob.async_process_partial_response(event, handler, processor)
+
+    # THEN the guarded record is reported and was never handled
+    ids = [r["messageId"] for r in event["Records"]]
+    assert response == {"batchItemFailures": [{"itemIdentifier": ids[1]}]}
+    assert sorted(calls) == sorted([ids[0], ids[2]])
+    skipped = recorder.records()[1]
+    assert (skipped.outcome, skipped.skip_reason, str(skipped.exc_info[1])) == (  # type: ignore[index]
+        ob.Outcome.SKIPPED,
+        "guard",
+        "too late",
+    )
