@@ -20,6 +20,7 @@ __all__ = ["Chain"]
 logger = logging.getLogger("observed_batch")
 
 _FIFO_BREAKERS = (SQSFifoCircuitBreakerError, SQSFifoMessageGroupCircuitBreakerError)
+_DONE = object()
 
 
 def _overrides(middleware: object, hook: str) -> bool:
@@ -60,13 +61,14 @@ class Chain:
             if count > 1:
                 logger.warning("observed_batch middleware %r failed %d times in this batch", name, count)
 
-    def enter(self, record: RecordContext) -> list[tuple[Middleware, Iterator[None]]]:
-        """Run every middleware up to its ``yield``; returns the ones to resume, innermost last.
+    def enter(self, record: RecordContext) -> list[Iterator[None] | None]:
+        """Run every middleware up to its ``yield``. Returns their suspended hooks, aligned with the
+        record middlewares (``None`` where one failed to enter).
 
         A ``FailRecord`` stops the descent: inner middlewares and the handler do not run, and the
         record is marked skipped (the caller reports it as failed to Powertools).
         """
-        entered: list[tuple[Middleware, Iterator[None]]] = []
+        entered: list[Iterator[None] | None] = []
         for middleware in self._record:
             try:
                 hook = middleware.wrap_record(record)
@@ -77,14 +79,16 @@ class Chain:
                 record.exc_info = sys.exc_info()
                 break
             except StopIteration:
+                entered.append(None)
                 _contain(record.batch, middleware, "wrap_record", RuntimeError("wrap_record did not yield"))
             except Exception as exc:
+                entered.append(None)
                 _contain(record.batch, middleware, "wrap_record", exc)
             else:
-                entered.append((middleware, hook))
+                entered.append(hook)
         return entered
 
-    def exit(self, record: RecordContext, entered: list[tuple[Middleware, Iterator[None]]], entry: Any) -> None:
+    def exit(self, record: RecordContext, entered: list[Iterator[None] | None], entry: Any) -> None:
         """Classify the core's result, update the batch summary, resume middlewares inside-out."""
         summary = record.batch.summary
         if record.outcome is Outcome.SKIPPED:
@@ -101,14 +105,19 @@ class Chain:
             record.outcome = Outcome.FAILURE
             summary.failures += 1
             summary.failed_ids.append(record.identifier)
-        for middleware, hook in reversed(entered):
+        position = len(entered)
+        while position:
+            position -= 1
+            hook = entered[position]
+            if hook is None:
+                continue
             try:
-                next(hook)
-            except StopIteration:
-                continue
+                if next(hook, _DONE) is _DONE:
+                    continue
             except Exception as exc:
-                _contain(record.batch, middleware, "wrap_record", exc)
+                _contain(record.batch, self._record[position], "wrap_record", exc)
                 continue
+            middleware = self._record[position]
             _contain(record.batch, middleware, "wrap_record", RuntimeError("wrap_record yielded twice"))
             close = getattr(hook, "close", None)
             if close is not None:

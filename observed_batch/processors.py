@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor as _PtAsyncBatchProcessor
@@ -37,6 +37,9 @@ __all__ = ["AsyncBatchProcessor", "BatchProcessor", "SqsFifoPartialProcessor"]
 _CURRENT: ContextVar[RecordContext | None] = ContextVar("observed_batch_record", default=None)
 
 
+_HOOKED_METHODS = ("_prepare", "_clean", "_process_record", "_async_process_record", "failure_handler")
+
+
 class _Observed:
     """Mixin placed in front of a Powertools processor in the MRO."""
 
@@ -51,6 +54,16 @@ class _Observed:
         self._ob_chain = Chain(self.middlewares)
         self._ob_batch: BatchContext | None = None
         self._ob_lambda_context: Any = None
+        # Powertools' per-record implementation, bound once (zero-argument super() costs per call).
+        self._ob_core = super()._process_record  # type: ignore[misc]
+        self._ob_async_core = super()._async_process_record  # type: ignore[misc]
+        if not self._ob_chain:
+            # Nothing to observe: bind Powertools' own implementations on the instance, so every
+            # record and batch runs exactly Powertools' code at exactly Powertools' cost.
+            for method in _HOOKED_METHODS:
+                owner = next(c for c in type(self).__mro__ if method in c.__dict__)
+                if owner.__module__ == __name__:  # ours, not a user subclass override
+                    setattr(self, method, getattr(super(owner, self), method))
 
     # -- batch --------------------------------------------------------------------------------
     def __call__(self, records: list[dict[str, Any]], handler: Callable[..., Any], lambda_context: Any = None) -> Any:
@@ -90,12 +103,6 @@ class _Observed:
         finally:
             self._ob_chain.end_batch(batch)
 
-    def failure_handler(self, record: Any, exception: ExceptionInfo) -> Any:
-        current = _CURRENT.get()
-        if current is not None:
-            current.exc_info = exception
-        return super().failure_handler(record, exception)  # type: ignore[misc]
-
     # -- record -------------------------------------------------------------------------------
     def _ob_report_skip(self, record: dict[str, Any], context: RecordContext) -> Any:
         """A middleware raised FailRecord: report the record failed, as Powertools' FIFO breaker does."""
@@ -106,13 +113,15 @@ class _Observed:
             data = self._to_batch_type(record, self.event_type, self.model)  # type: ignore[attr-defined]
         except Exception:
             data = self._to_batch_type(record, self.event_type)  # type: ignore[attr-defined]
-        return self.failure_handler(data, context.exc_info)  # type: ignore[arg-type]
+        return self.failure_handler(data, context.exc_info)  # type: ignore[attr-defined]
 
 
-def _crashed(context: RecordContext) -> None:
-    """The core raised past Powertools' ``except Exception`` (e.g. KeyboardInterrupt)."""
+def _crashed(context: RecordContext, chain: Chain, entered: list[Any]) -> None:
+    """The core raised past Powertools' ``except Exception`` (e.g. KeyboardInterrupt): the
+    middlewares still resume, seeing a failure, before the exception propagates."""
     context.outcome = Outcome.FAILURE
     context.exc_info = sys.exc_info()
+    chain.exit(context, entered, None)
 
 
 class BatchProcessor(_Observed, _PtBatchProcessor):
@@ -136,21 +145,25 @@ class BatchProcessor(_Observed, _PtBatchProcessor):
         batch = self._ob_batch
         if batch is None:
             return super()._process_record(record)
+        index = batch._next_index
+        batch._next_index = index + 1
+        context = RecordContext(batch, record, index)
         chain = self._ob_chain
-        context = RecordContext(batch, record, batch.next_index())
         entered = chain.enter(context)
         if context.outcome is None:
-            token = _CURRENT.set(context)
-            started = time.perf_counter_ns()
+            # Records run one at a time here, so the exception Powertools appended (if any) is ours.
+            exceptions = self.exceptions
+            known = len(exceptions)
+            started = perf_counter_ns()
             try:
-                entry = super()._process_record(record)
+                entry = self._ob_core(record)
             except BaseException:
-                _crashed(context)
-                chain.exit(context, entered, None)
+                context.duration_ns = perf_counter_ns() - started
+                _crashed(context, chain, entered)
                 raise
-            finally:
-                context.duration_ns = time.perf_counter_ns() - started
-                _CURRENT.reset(token)
+            context.duration_ns = perf_counter_ns() - started
+            if len(exceptions) > known:
+                context.exc_info = exceptions[-1]
         else:
             entry = self._ob_report_skip(record, context)
         chain.exit(context, entered, entry)
@@ -180,25 +193,34 @@ class AsyncBatchProcessor(_Observed, _PtAsyncBatchProcessor):
         batch = self._ob_batch
         if batch is None:
             return await super()._async_process_record(record)
+        index = batch._next_index
+        batch._next_index = index + 1
+        context = RecordContext(batch, record, index)
         chain = self._ob_chain
-        context = RecordContext(batch, record, batch.next_index())
         entered = chain.enter(context)
         if context.outcome is None:
             token = _CURRENT.set(context)
-            started = time.perf_counter_ns()
+            started = perf_counter_ns()
             try:
-                entry = await super()._async_process_record(record)
+                entry = await self._ob_async_core(record)
             except BaseException:
-                _crashed(context)
-                chain.exit(context, entered, None)
-                raise
-            finally:
-                context.duration_ns = time.perf_counter_ns() - started
+                context.duration_ns = perf_counter_ns() - started
                 _CURRENT.reset(token)
+                _crashed(context, chain, entered)
+                raise
+            context.duration_ns = perf_counter_ns() - started
+            _CURRENT.reset(token)
         else:
             entry = self._ob_report_skip(record, context)
         chain.exit(context, entered, entry)
         return entry
+
+    def failure_handler(self, record: Any, exception: ExceptionInfo) -> Any:
+        # Records run concurrently: the ContextVar (one copy per record task) says whose failure this is.
+        current = _CURRENT.get()
+        if current is not None:
+            current.exc_info = exception
+        return super().failure_handler(record, exception)
 
 
 class SqsFifoPartialProcessor(BatchProcessor, _PtSqsFifoPartialProcessor):

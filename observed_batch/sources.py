@@ -44,7 +44,10 @@ if _KAFKA is not None:  # pragma: no branch - every supported Powertools has it
 
 
 def _get(mapping: Any, key: str) -> Any:
-    return mapping.get(key) if isinstance(mapping, Mapping) else None
+    # Lambda events are plain dicts; the ABC check is only the slow path for other mappings.
+    if type(mapping) is dict or isinstance(mapping, Mapping):
+        return mapping.get(key)
+    return None
 
 
 def record_identifier(event_type: EventType, raw: Any) -> Any:

@@ -1,0 +1,180 @@
+"""An OTLP/HTTP trace endpoint on 127.0.0.1 for tests: the real OTLP exporter sends, this decodes.
+
+    with OtlpReceiver() as receiver:
+        exporter = OTLPSpanExporter(endpoint=receiver.endpoint)
+        ...
+        spans = receiver.wait_for_spans(3)
+
+Accepts ``POST /v1/traces`` with a protobuf ``ExportTraceServiceRequest`` (gzip or uncompressed),
+decodes it with ``opentelemetry-proto`` and keeps every span with its resource attributes.
+``closed_endpoint()`` names a port where nothing listens (connections are refused at once).
+"""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+__all__ = ["OtlpReceiver", "ReceivedSpan", "closed_endpoint"]
+
+TRACES_PATH = "/v1/traces"
+
+
+@dataclass
+class ReceivedSpan:
+    """One decoded span; ids as ints, attributes as plain Python values."""
+
+    name: str
+    kind: int
+    trace_id: int
+    span_id: int
+    parent_span_id: int | None
+    status_code: int
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    links: list[tuple[int, int]] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return _attributes(value.kvlist_value.values)
+    return getattr(value, kind) if kind else None
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:
+    return {pair.key: _value(pair.value) for pair in pairs if isinstance(pair, KeyValue)}
+
+
+def _decode(payload: bytes) -> list[ReceivedSpan]:
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(payload)
+    spans: list[ReceivedSpan] = []
+    for resource_spans in request.resource_spans:
+        resource = _attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                spans.append(
+                    ReceivedSpan(
+                        name=span.name,
+                        kind=span.kind,
+                        trace_id=int.from_bytes(span.trace_id, "big"),
+                        span_id=int.from_bytes(span.span_id, "big"),
+                        parent_span_id=int.from_bytes(span.parent_span_id, "big") if span.parent_span_id else None,
+                        status_code=span.status.code,
+                        attributes=_attributes(span.attributes),
+                        resource=resource,
+                        links=[
+                            (int.from_bytes(link.trace_id, "big"), int.from_bytes(link.span_id, "big"))
+                            for link in span.links
+                        ],
+                        events=[(event.name, _attributes(event.attributes)) for event in span.events],
+                    )
+                )
+    return spans
+
+
+class OtlpReceiver:
+    """A threaded HTTP server on 127.0.0.1 (random port) that decodes the trace exports it receives."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        self.requests = 0
+        self.content_types: list[str] = []
+        self._condition = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.split("?", 1)[0] != TRACES_PATH:
+                    self._reply(404, b"")
+                    return
+                if self.headers.get("Content-Encoding", "").strip().lower() == "gzip":
+                    body = gzip.decompress(body)
+                try:
+                    spans = _decode(body)
+                except Exception:
+                    self._reply(400, b"")
+                    return
+                with receiver._condition:
+                    receiver.requests += 1
+                    receiver.content_types.append(self.headers.get("Content-Type", ""))
+                    receiver.spans.extend(spans)
+                    receiver._condition.notify_all()
+                self._reply(200, ExportTraceServiceResponse().SerializeToString())
+
+            def _reply(self, status: int, payload: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="otlp-receiver", daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def endpoint(self) -> str:
+        """The full traces URL, as ``OTLPSpanExporter(endpoint=...)`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` want."""
+        return self.base_url + TRACES_PATH
+
+    def start(self) -> OtlpReceiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> OtlpReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def wait_for_spans(self, count: int, timeout: float = 5.0) -> list[ReceivedSpan]:
+        """Wait until at least ``count`` spans arrived (or ``timeout`` seconds passed); return all."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while len(self.spans) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._condition.wait(remaining)
+            return list(self.spans)
+
+
+def closed_endpoint() -> str:
+    """A traces URL whose port has no listener (bound then closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}{TRACES_PATH}"
