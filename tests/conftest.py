@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -16,3 +17,9 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if variable.startswith(_PREFIXES):
             monkeypatch.delenv(variable)
     yield
+    # Examples and tests may configure structlog globally (as users do); never leak it to the next test.
+    if "structlog" in sys.modules:
+        import structlog
+
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
