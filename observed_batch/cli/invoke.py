@@ -45,7 +45,7 @@ from observed_batch.cli._common import (
 from observed_batch.errors import ConfigError
 from observed_batch.testing import FakeLambdaContext
 
-__all__ = ["command", "run"]
+__all__ = ["command", "render", "run"]
 
 _MAX_ERROR_CHARS = 300
 _MAX_FIELD_CHARS = 160

@@ -1,0 +1,1 @@
+"""Example Lambda function; see app.py and template.yaml."""
