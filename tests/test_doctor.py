@@ -12,11 +12,11 @@ from typing import Any, Literal
 import boto3
 import pytest
 from botocore.stub import Stubber
-from observed_batch.middleware.timeout_guard import DEFAULT_MIN_REMAINING_MS
 
 from observed_batch import Middleware, config, doctor
 from observed_batch.cli.doctor import DoctorError, aws_errors
 from observed_batch.doctor import Finding, Setup, check_environment, check_mapping, collect, diagnose
+from observed_batch.middleware.timeout_guard import DEFAULT_MIN_REMAINING_MS
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"

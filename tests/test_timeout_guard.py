@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor as PowertoolsFifoProcessor
 from aws_lambda_powertools.utilities.batch import process_partial_response as powertools_process_partial_response
-from observed_batch.middleware import TimeoutGuardMiddleware
 
 from observed_batch import (
     AsyncBatchProcessor,
@@ -25,6 +24,7 @@ from observed_batch import (
     async_process_partial_response,
     process_partial_response,
 )
+from observed_batch.middleware import TimeoutGuardMiddleware
 from observed_batch.testing import (
     FakeLambdaContext,
     RecordingMiddleware,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from observed_batch.middleware import LoggingMiddleware, MetricsMiddleware, TimeoutGuardMiddleware
-
 from observed_batch import BatchProcessor, EventType, process_partial_response
+from observed_batch.middleware import LoggingMiddleware, MetricsMiddleware, TimeoutGuardMiddleware
 from observed_batch.testing import FakeLambdaContext, sqs_event
 
 
