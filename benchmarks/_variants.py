@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 import aws_lambda_powertools.utilities.batch as pt
 from aws_lambda_powertools.utilities.batch import EventType
 
 import observed_batch as ob
-from observed_batch.config import BUILTINS, ConfigError, builtin_class
+from observed_batch.config import BUILTINS, builtin_class
+from observed_batch.errors import ConfigError
 from observed_batch.testing import FakeLambdaContext, kinesis_event, sqs_event
 
 __all__ = [
@@ -98,7 +99,11 @@ class SentryReceiver:
         self._lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            protocol_version = "HTTP/1.1"  # keep-alive, as sentry.io
+            # Without TCP_NODELAY, Nagle + delayed ACK add ~40 ms per envelope on loopback: that
+            # would measure the receiver, not the Sentry SDK.
+            disable_nagle_algorithm = True
+            wbufsize = 64 * 1024  # status, headers and body leave in one segment (flushed per request)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -234,7 +239,7 @@ def make_scenario(kind: str, size: int) -> Scenario:
     raise ValueError(f"unknown scenario kind {kind!r}")
 
 
-def _context() -> FakeLambdaContext:
+def _context() -> Any:
     return FakeLambdaContext(remaining_ms=LAMBDA_BUDGET_MS)
 
 
@@ -295,7 +300,7 @@ def _hand_rolled(scenario: Scenario, backends: Backends) -> Invoke:
     from aws_lambda_powertools.metrics import MetricUnit
 
     metrics = Metrics(namespace="HandRolled", service="bench")
-    logger = Logger(service="bench", stream=backends.sink)
+    logger = Logger(service="bench", stream=cast(Any, backends.sink))
     identify, inner = scenario.identify, scenario.handler
 
     class ObservedProcessor(pt.BatchProcessor):
@@ -346,13 +351,37 @@ def _chain(names: tuple[str, ...]) -> Callable[[Scenario, Backends], Invoke]:
     return build
 
 
+class NoopMiddleware(ob.Middleware):
+    """Wraps each record and does nothing: the price of the chain itself, per record."""
+
+    name = "noop"
+
+    def wrap_record(self, record: ob.RecordContext) -> Iterator[None]:
+        yield
+
+
+def _noop(scenario: Scenario, backends: Backends) -> Invoke:
+    return _partial_response(ob.BatchProcessor(scenario.event_type, middleware=[NoopMiddleware()]), scenario)
+
+
+def _all_on_batch_tracing(scenario: Scenario, backends: Backends) -> Invoke:
+    if backends.tracing_error or backends.sentry_error:
+        raise Unavailable(backends.tracing_error or backends.sentry_error or "")
+    config = ob.Config(middleware=list(BUILTIN_NAMES), options={"tracing": {"mode": "batch"}})
+    return _partial_response(ob.BatchProcessor(scenario.event_type, config=config), scenario)
+
+
 def variants() -> list[Variant]:
     found = [
         Variant("bare", "bare Powertools", _bare),
         Variant("hand_rolled", "hand-rolled (Metrics + Sentry + Logger)", _hand_rolled),
         Variant("disabled", "observed_batch, kill switch", _disabled),
         Variant("chain_empty", "observed_batch, chain, no middleware", _chain(())),
+        Variant("chain_noop", "observed_batch, one no-op middleware", _noop),
     ]
     found += [Variant(name, f"observed_batch + {name}", _chain((name,)), (name,)) for name in BUILTIN_NAMES]
     found.append(Variant("all_on", "observed_batch, all on", _chain(BUILTIN_NAMES), BUILTIN_NAMES))
+    found.append(
+        Variant("all_on_batch_span", "observed_batch, all on, tracing mode=batch", _all_on_batch_tracing, BUILTIN_NAMES)
+    )
     return found
