@@ -7,6 +7,7 @@ through the real boto3 clients with botocore's Stubber where the client is invol
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Literal
 
 import boto3
@@ -542,3 +543,17 @@ def test_aws_errors_become_one_line_with_exit_code_2(
     assert raised.value.exit_code == 2
     assert message in raised.value.message
     assert "\n" not in raised.value.message
+
+
+def test_doctor_without_boto3_says_which_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN boto3 cannot be imported
+    from click.testing import CliRunner
+
+    from observed_batch.cli import main
+
+    monkeypatch.setitem(sys.modules, "boto3", None)
+
+    # WHEN doctor runs THEN one clear line and exit code 2
+    result = CliRunner().invoke(main, ["doctor", "--function-name", "f"])
+    assert result.exit_code == 2
+    assert 'pip install "observed-batch[doctor]"' in result.output

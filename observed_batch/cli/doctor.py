@@ -62,8 +62,11 @@ def command(
 
 
 def _read(function_name: str, region: str | None, endpoint_url: str | None) -> tuple[Setup, str]:
-    import boto3
-    import botocore.config
+    try:
+        import boto3
+        import botocore.config
+    except ImportError:
+        raise DoctorError('doctor needs boto3; install it with: pip install "observed-batch[doctor]"') from None
 
     client_config = botocore.config.Config(
         connect_timeout=5, read_timeout=15, retries={"max_attempts": 2, "mode": "standard"}
