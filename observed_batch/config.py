@@ -21,11 +21,6 @@ from typing import Any
 from observed_batch.errors import ConfigError, MissingBackendError
 from observed_batch.typing import Middleware
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
-
 __all__ = ["BUILTINS", "ENV_DISABLED", "ENV_MIDDLEWARE", "Config", "build_middlewares"]
 
 ENV_MIDDLEWARE = "OBSERVED_BATCH_MIDDLEWARE"
@@ -255,9 +250,16 @@ def _pyproject_section(environ: Mapping[str, str]) -> dict[str, Any]:
 def _read_pyproject(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
-            document = tomllib.load(handle)
+            content = handle.read()
     except FileNotFoundError:
         return {}
+    # Imported only now: Lambda packages rarely ship a pyproject.toml, so most cold starts skip it.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
+    try:
+        document = tomllib.loads(content.decode())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     section = document.get("tool", {}).get("observed_batch", {})

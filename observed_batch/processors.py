@@ -167,6 +167,9 @@ class BatchProcessor(_Observed, _PtBatchProcessor):
         else:
             entry = self._ob_report_skip(record, context)
         chain.exit(context, entered, entry)
+        # A failed record's traceback (Powertools keeps it until the next batch) keeps this frame alive
+        # through frame.f_back: let go of the per-record objects, or each failure holds on to them.
+        del context, entered
         return entry
 
 
@@ -213,6 +216,9 @@ class AsyncBatchProcessor(_Observed, _PtAsyncBatchProcessor):
         else:
             entry = self._ob_report_skip(record, context)
         chain.exit(context, entered, entry)
+        # A failed record's traceback (Powertools keeps it until the next batch) keeps this frame alive
+        # through frame.f_back: let go of the per-record objects, or each failure holds on to them.
+        del context, entered
         return entry
 
     def failure_handler(self, record: Any, exception: ExceptionInfo) -> Any:

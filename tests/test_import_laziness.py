@@ -1,0 +1,92 @@
+"""Backends load only with the middleware that needs them (cold start cost, optional extras).
+
+Each check runs in a fresh interpreter: this test process has long imported every backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from observed_batch.config import BUILTINS, builtin_class
+from observed_batch.errors import ConfigError
+
+BACKENDS = ("opentelemetry", "sentry_sdk", "structlog")
+
+_REPORT = f"""
+import json, sys
+print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}} & set({BACKENDS!r}))))
+"""
+
+
+def _backends_loaded_by(code: str, cwd: Path) -> list[str]:
+    """The backend packages in ``sys.modules`` after running ``code`` in a fresh interpreter."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OBSERVED_BATCH_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code + _REPORT],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def _require(name: str) -> None:
+    try:
+        builtin_class(name)
+    except ConfigError as exc:
+        pytest.skip(f"built-in {name!r} not available: {exc}")
+
+
+@pytest.mark.parametrize("module", ["observed_batch", "observed_batch.middleware", "observed_batch.testing"])
+def test_importing_the_package_loads_no_backend(module: str, tmp_path: Path) -> None:
+    # GIVEN a fresh interpreter
+    # WHEN it imports the package (the built-ins' package exposes its classes lazily)
+    loaded = _backends_loaded_by(f"import {module}", tmp_path)
+
+    # THEN none of opentelemetry, sentry_sdk, structlog is imported
+    assert loaded == []
+
+
+def test_backend_free_middlewares_load_no_backend(tmp_path: Path) -> None:
+    # GIVEN the two built-ins that need no third-party backend
+    for name in ("metrics", "timeout_guard"):
+        _require(name)
+
+    # WHEN a processor enables them
+    loaded = _backends_loaded_by(
+        "from observed_batch import BatchProcessor, EventType\n"
+        "BatchProcessor(EventType.SQS, middleware=['metrics', 'timeout_guard'])\n",
+        tmp_path,
+    )
+
+    # THEN still no backend is imported
+    assert loaded == []
+
+
+@pytest.mark.parametrize(
+    ("name", "backend"), [("tracing", "opentelemetry"), ("sentry", "sentry_sdk"), ("logging", "structlog")]
+)
+def test_a_middleware_loads_only_its_own_backend(name: str, backend: str, tmp_path: Path) -> None:
+    # GIVEN a built-in with a backend
+    assert BUILTINS[name].backend is not None
+    _require(name)
+
+    # WHEN a processor enables it alone
+    loaded = _backends_loaded_by(
+        f"from observed_batch import BatchProcessor, EventType\nBatchProcessor(EventType.SQS, middleware=[{name!r}])\n",
+        tmp_path,
+    )
+
+    # THEN exactly its backend is imported, not the others'
+    assert loaded == [backend]
