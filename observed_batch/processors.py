@@ -2,9 +2,9 @@
 
 Powertools decides every outcome; we only observe. The per-record hooks wrap Powertools'
 ``_process_record`` / ``_async_process_record``, the batch hooks ride on ``_prepare`` / ``_clean``
-(which Powertools calls on ``__enter__`` / ``__exit__``), and ``failure_handler`` tells us which
-exception a failed record carried. With no middleware configured, each record costs one attribute
-check more than bare Powertools.
+(which Powertools calls on ``__enter__`` / ``__exit__``), and the exception a failed record carried comes from
+Powertools' own bookkeeping (sync) or ``failure_handler`` (async). With no middleware configured,
+Powertools' methods are bound on the instance: exactly Powertools' code path and cost.
 """
 
 from __future__ import annotations

@@ -648,3 +648,32 @@ def test_records_without_identifiers_behave_as_powertools(event_type: ob.EventTy
 
     # THEN the same exception type and message (or the same response)
     assert outcome(ob, middleware=[RecordingMiddleware()]) == outcome(pt)
+
+
+def test_without_middleware_records_run_exactly_powertools_code() -> None:
+    # GIVEN processors with no middleware
+    sync = ob.BatchProcessor(ob.EventType.SQS)
+    fifo = ob.SqsFifoPartialProcessor()
+    asynchronous = ob.AsyncBatchProcessor(ob.EventType.SQS)
+
+    # THEN their per-record and per-batch methods are Powertools' own
+    assert sync._process_record.__func__ is pt.BatchProcessor._process_record  # type: ignore[attr-defined]
+    assert fifo._process_record.__func__ is pt.SqsFifoPartialProcessor._process_record  # type: ignore[attr-defined]
+    assert fifo._clean.__func__ is pt.SqsFifoPartialProcessor._clean  # type: ignore[attr-defined]
+    assert asynchronous._async_process_record.__func__ is pt.AsyncBatchProcessor._async_process_record  # type: ignore[attr-defined]
+    assert asynchronous.failure_handler.__func__ is pt.AsyncBatchProcessor.failure_handler  # type: ignore[attr-defined]
+
+
+def test_without_middleware_user_overrides_are_kept() -> None:
+    # GIVEN a user subclass overriding the per-record method
+    seen: list[str] = []
+
+    class Custom(ob.BatchProcessor):
+        def _process_record(self, record: dict[str, Any]) -> Any:
+            seen.append(record["messageId"])
+            return super()._process_record(record)
+
+    # WHEN processed without middleware THEN the override still runs
+    event = sqs_event(2)
+    ob.process_partial_response(event, handler, Custom(ob.EventType.SQS))
+    assert seen == [r["messageId"] for r in event["Records"]]
