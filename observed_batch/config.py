@@ -21,7 +21,7 @@ from typing import Any
 from observed_batch.errors import ConfigError, MissingBackendError
 from observed_batch.typing import Middleware
 
-__all__ = ["BUILTINS", "ENV_DISABLED", "ENV_MIDDLEWARE", "Config", "build_middlewares"]
+__all__ = ["BUILTINS", "ENV_DISABLED", "ENV_MIDDLEWARE", "Config", "available_builtins", "build_middlewares"]
 
 ENV_MIDDLEWARE = "OBSERVED_BATCH_MIDDLEWARE"
 ENV_DISABLED = "OBSERVED_BATCH_DISABLED"
@@ -141,6 +141,18 @@ def builtin_class(name: str) -> type[Middleware]:
         raise ConfigError(f"built-in middleware {name!r} is not available in this version of observed_batch") from None
     cls: type[Middleware] = getattr(module, spec.cls)
     return cls
+
+
+def available_builtins() -> list[str]:
+    """Built-in names usable here (their module and backend import), in the recommended order."""
+    names = []
+    for name in BUILTINS:
+        try:
+            builtin_class(name)
+        except (ConfigError, ImportError):
+            continue
+        names.append(name)
+    return names
 
 
 def _importable(package: str) -> bool:

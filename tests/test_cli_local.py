@@ -27,8 +27,7 @@ from observed_batch.cli import main
 from observed_batch.cli._common import Progress, Ticker, UsageProblem, capture_stdout, emf_metrics, split_telemetry
 from observed_batch.cli.invoke import render
 from observed_batch.cli.sample_event import build_event
-from observed_batch.config import BUILTINS, builtin_class
-from observed_batch.errors import ConfigError
+from observed_batch.config import BUILTINS, available_builtins
 from observed_batch.testing import kafka_event, sqs_record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,18 +42,7 @@ EXAMPLE_SOURCES = {
 SAMPLE_TIME_MS = 1_767_225_600_000  # the examples' events/sample.json were generated at this --time
 
 
-def _available() -> list[str]:
-    names = []
-    for name in BUILTINS:
-        try:
-            builtin_class(name)
-        except ConfigError:
-            continue
-        names.append(name)
-    return names
-
-
-AVAILABLE = _available()
+AVAILABLE = available_builtins()
 
 
 def needs(name: str) -> None:

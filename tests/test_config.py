@@ -229,6 +229,16 @@ def test_a_builtin_not_yet_available_is_an_error_not_a_silent_noop(dummy: None) 
         ob.BatchProcessor(ob.EventType.SQS, middleware=["unreleased"])
 
 
+def test_available_builtins_lists_what_imports_here(dummy: None) -> None:
+    # GIVEN the real built-ins plus test entries whose module or backend is missing
+    available = config.available_builtins()
+
+    # THEN the importable ones are listed in order, the others left out
+    assert available[:5] == ["metrics", "tracing", "sentry", "logging", "timeout_guard"]
+    assert "dummy" in available
+    assert not {"unreleased", "missing_backend", "broken_import"} & set(available)
+
+
 def test_import_errors_inside_a_builtin_are_not_hidden(dummy: None) -> None:
     with pytest.raises(ModuleNotFoundError):
         ob.BatchProcessor(ob.EventType.SQS, middleware=["broken_import"])

@@ -61,27 +61,15 @@ class YieldsTwice(ob.Middleware):
         yield
 
 
-def _available_builtins() -> list[str]:
-    from observed_batch.config import BUILTINS, builtin_class
-
-    names = []
-    for name in BUILTINS:
-        if name == "timeout_guard":
-            continue  # changes outcomes by design (fails records near the deadline)
-        try:
-            builtin_class(name)
-        except ob.ConfigError:
-            continue
-        names.append(name)
-    return names
-
-
 def _builtin_chain() -> list[Any]:
-    """Every available built-in with a quiet backend (in-memory / no network)."""
-    from observed_batch.config import builtin_class
+    """Every available built-in with a quiet backend (in-memory / no network), except timeout_guard,
+    which changes outcomes by design (fails records near the deadline)."""
+    from observed_batch.config import available_builtins, builtin_class
 
     chain: list[Any] = []
-    for name in _available_builtins():
+    for name in available_builtins():
+        if name == "timeout_guard":
+            continue
         cls = builtin_class(name)
         chain.append(cls(**_QUIET_OPTIONS.get(name, {})))
     return chain

@@ -35,8 +35,7 @@ from sentry_receiver import SentryReceiver
 from observed_batch import BatchProcessor, EventType, SqsFifoPartialProcessor, process_partial_response
 from observed_batch.cli._common import Telemetry
 from observed_batch.cli.sample_event import build_event
-from observed_batch.config import BUILTINS, builtin_class
-from observed_batch.errors import ConfigError
+from observed_batch.config import available_builtins
 
 pytestmark = pytest.mark.e2e
 
@@ -47,18 +46,7 @@ DRAIN_TIMEOUT_S = 60.0
 DRAIN_MAX_POLLS = 2000
 
 
-def _available() -> list[str]:
-    names = []
-    for name in BUILTINS:
-        try:
-            builtin_class(name)
-        except ConfigError:
-            continue
-        names.append(name)
-    return names
-
-
-AVAILABLE = _available()
+AVAILABLE = available_builtins()
 
 
 def needs(name: str) -> None:
