@@ -13,13 +13,11 @@ decodes it with ``opentelemetry-proto`` and keeps every span with its resource a
 from __future__ import annotations
 
 import gzip
-import socket
 import threading
-import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from loopback_http import LoopbackServer, QuietHandler, unused_port
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -88,7 +86,7 @@ def _decode(payload: bytes) -> list[ReceivedSpan]:
     return spans
 
 
-class OtlpReceiver:
+class OtlpReceiver(LoopbackServer):
     """A threaded HTTP server on 127.0.0.1 (random port) that decodes the trace exports it receives."""
 
     def __init__(self) -> None:
@@ -98,8 +96,8 @@ class OtlpReceiver:
         self._condition = threading.Condition()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(QuietHandler):
+            content_type = "application/x-protobuf"
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -120,61 +118,24 @@ class OtlpReceiver:
                     receiver._condition.notify_all()
                 self._reply(200, ExportTraceServiceResponse().SerializeToString())
 
-            def _reply(self, status: int, payload: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="otlp-receiver", daemon=True
-        )
+        super().__init__(Handler, name="otlp-receiver")
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def endpoint(self) -> str:
         """The full traces URL, as ``OTLPSpanExporter(endpoint=...)`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` want."""
         return self.base_url + TRACES_PATH
 
-    def start(self) -> OtlpReceiver:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> OtlpReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
     def wait_for_spans(self, count: int, timeout: float = 5.0) -> list[ReceivedSpan]:
         """Wait until at least ``count`` spans arrived (or ``timeout`` seconds passed); return all."""
-        deadline = time.monotonic() + timeout
         with self._condition:
-            while len(self.spans) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._condition.wait(remaining)
+            self._condition.wait_for(lambda: len(self.spans) >= count, timeout)
             return list(self.spans)
 
 
 def closed_endpoint() -> str:
     """A traces URL whose port has no listener (bound then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}{TRACES_PATH}"
+    return f"http://127.0.0.1:{unused_port()}{TRACES_PATH}"

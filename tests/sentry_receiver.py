@@ -19,12 +19,11 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import socket
 import sys
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
+
+from loopback_http import LoopbackServer, QuietHandler, unused_port
 
 __all__ = ["Envelope", "SentryReceiver", "refused_dsn"]
 
@@ -91,7 +90,7 @@ def _decompress(body: bytes, encoding: str) -> bytes | None:
     return None
 
 
-class SentryReceiver:
+class SentryReceiver(LoopbackServer):
     """A threaded HTTP server on 127.0.0.1 (random port) that stores the envelopes it receives."""
 
     def __init__(self, mode: Literal["ok", "hang"] = "ok", status: int = 200) -> None:
@@ -103,8 +102,9 @@ class SentryReceiver:
         self._stopping = threading.Event()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(QuietHandler):
+            content_type = "application/json"
+            default_payload = b"{}"
             # Headers and body go out in separate writes: without this, delayed ACKs stall each reply ~40 ms.
             disable_nagle_algorithm = True
 
@@ -140,45 +140,15 @@ class SentryReceiver:
                     stats = {"requests": receiver.requests, "events": len(receiver._event_payloads())}
                 self._reply(200, json.dumps(stats).encode())
 
-            def _reply(self, status: int, payload: bytes = b"{}") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="sentry-receiver", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+        super().__init__(Handler, name="sentry-receiver")
 
     @property
     def dsn(self) -> str:
         return f"http://key@127.0.0.1:{self.port}/1"
 
-    def start(self) -> SentryReceiver:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> SentryReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        super().stop()
 
     # -- reading what arrived -------------------------------------------------------------------
     def events(self) -> list[dict[str, Any]]:
@@ -193,23 +163,13 @@ class SentryReceiver:
 
     def wait_for_events(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Wait until at least ``count`` events arrived (or ``timeout`` seconds passed); return all."""
-        deadline = time.monotonic() + timeout
         with self._condition:
-            while len(self._event_payloads()) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._condition.wait(remaining)
+            self._condition.wait_for(lambda: len(self._event_payloads()) >= count, timeout)
             return self._event_payloads()
 
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> int:
-        deadline = time.monotonic() + timeout
         with self._condition:
-            while self.requests < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._condition.wait(remaining)
+            self._condition.wait_for(lambda: self.requests >= count, timeout)
             return self.requests
 
     def _event_payloads(self) -> list[dict[str, Any]]:
@@ -218,10 +178,7 @@ class SentryReceiver:
 
 def refused_dsn() -> str:
     """A DSN whose port has no listener (bound then closed), so connections are refused at once."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://key@127.0.0.1:{port}/1"
+    return f"http://key@127.0.0.1:{unused_port()}/1"
 
 
 if __name__ == "__main__":

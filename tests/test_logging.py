@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import structlog
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from record_hook import enter_one_record
 from structlog.contextvars import bind_contextvars, clear_contextvars, get_contextvars, merge_contextvars
 from structlog.testing import CapturingLogger, LogCapture
 
@@ -876,11 +877,7 @@ def test_a_failure_without_exception_info_still_gets_a_line() -> None:
     # GIVEN the middleware driven directly, with a failure that carries no exception (a custom core)
     capturing = CapturingLogger()
     middleware = LoggingMiddleware(logger=structlog.wrap_logger(capturing, processors=[]))
-    batch = BatchContext(EventType.SQS, sqs_event(1)["Records"])
-    middleware.on_batch_start(batch)
-    record = RecordContext(batch, batch.records[0], 0)
-    hook = middleware.wrap_record(record)
-    next(hook)
+    _, record, hook = enter_one_record(middleware)
     record.outcome = Outcome.FAILURE
     # WHEN the record finishes
     with pytest.raises(StopIteration):

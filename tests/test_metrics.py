@@ -96,6 +96,16 @@ def counts(document: dict[str, Any]) -> dict[str, int]:
     return {name: document[name] for name in COUNTS}
 
 
+def batch_counts(*, successes: int, failures: int, skipped: int, size: int) -> dict[str, int]:
+    """What ``counts(document)`` must equal exactly: the four counts by metric name."""
+    return {
+        "BatchRecordSuccesses": successes,
+        "BatchRecordFailures": failures,
+        "BatchRecordsSkipped": skipped,
+        "BatchSize": size,
+    }
+
+
 def fail_indexes(*indexes: int) -> Callable[[Any], str]:
     """A record handler raising for the records whose body says ``order-<index>``."""
     failing = {f"order-{i}" for i in indexes}
@@ -140,12 +150,7 @@ def test_counts_are_exact_for_a_standard_sqs_batch(sink: Sink) -> None:
     run_sqs(MetricsMiddleware(sink=sink), event, fail_indexes(0, 3, 6, 9))
     # THEN one document counts 6 successes, 4 failures, nothing skipped, a batch of 10
     document = sink.only
-    assert counts(document) == {
-        "BatchRecordSuccesses": 6,
-        "BatchRecordFailures": 4,
-        "BatchRecordsSkipped": 0,
-        "BatchSize": 10,
-    }
+    assert counts(document) == batch_counts(successes=6, failures=4, skipped=0, size=10)
     assert document["RecordProcessingTime"]["Count"] == 10
     assert document["RecordAge"]["Count"] == 10
 
@@ -158,12 +163,7 @@ def test_fifo_short_circuit_counts_as_skipped_and_has_no_processing_time(sink: S
     process_partial_response(event, fail_indexes(2), processor)
     # THEN the 3 short-circuited records are skipped, and only the 3 handled ones were timed
     document = sink.only
-    assert counts(document) == {
-        "BatchRecordSuccesses": 2,
-        "BatchRecordFailures": 1,
-        "BatchRecordsSkipped": 3,
-        "BatchSize": 6,
-    }
+    assert counts(document) == batch_counts(successes=2, failures=1, skipped=3, size=6)
     assert document["RecordProcessingTime"]["Count"] == 3
     assert document["RecordAge"]["Count"] == 6
 
@@ -176,12 +176,7 @@ def test_records_a_guard_fails_count_as_skipped(sink: Sink) -> None:
     process_partial_response(event, fail_indexes(), processor)
     # THEN 3 successes and 2 skipped records, none of them timed
     document = sink.only
-    assert counts(document) == {
-        "BatchRecordSuccesses": 3,
-        "BatchRecordFailures": 0,
-        "BatchRecordsSkipped": 2,
-        "BatchSize": 5,
-    }
+    assert counts(document) == batch_counts(successes=3, failures=0, skipped=2, size=5)
     assert document["RecordProcessingTime"]["Count"] == 3
 
 
@@ -281,18 +276,8 @@ def test_each_invocation_gets_its_own_document(sink: Sink) -> None:
     process_partial_response(sqs_event(2), fail_indexes(), processor)
     # THEN two documents, the second not carrying anything over from the first
     first, second = sink.documents
-    assert counts(first) == {
-        "BatchRecordSuccesses": 2,
-        "BatchRecordFailures": 1,
-        "BatchRecordsSkipped": 0,
-        "BatchSize": 3,
-    }
-    assert counts(second) == {
-        "BatchRecordSuccesses": 2,
-        "BatchRecordFailures": 0,
-        "BatchRecordsSkipped": 0,
-        "BatchSize": 2,
-    }
+    assert counts(first) == batch_counts(successes=2, failures=1, skipped=0, size=3)
+    assert counts(second) == batch_counts(successes=2, failures=0, skipped=0, size=2)
     assert second["RecordProcessingTime"]["Count"] == 2
 
 
@@ -323,12 +308,7 @@ def test_flushes_when_the_handler_raises_something_unexpected(sink: Sink) -> Non
     with pytest.raises(Crash):
         run_sqs(MetricsMiddleware(sink=sink), sqs_event(5), handler)
     # THEN one document counts what happened before the crash; BatchSize says 5 were delivered
-    assert counts(sink.only) == {
-        "BatchRecordSuccesses": 2,
-        "BatchRecordFailures": 1,
-        "BatchRecordsSkipped": 0,
-        "BatchSize": 5,
-    }
+    assert counts(sink.only) == batch_counts(successes=2, failures=1, skipped=0, size=5)
 
 
 def test_flushes_when_user_code_raises_inside_the_context_manager(sink: Sink) -> None:
@@ -551,12 +531,7 @@ def test_ten_thousand_records_stay_within_the_emf_value_limit(sink: Sink) -> Non
     run_sqs(MetricsMiddleware(sink=sink), event, fail_indexes(*range(0, 10_000, 10)))
     # THEN one valid document (checked by the sink) with exact counts and at most 100 values per metric
     document = sink.only
-    assert counts(document) == {
-        "BatchRecordSuccesses": 9_000,
-        "BatchRecordFailures": 1_000,
-        "BatchRecordsSkipped": 0,
-        "BatchSize": 10_000,
-    }
+    assert counts(document) == batch_counts(successes=9_000, failures=1_000, skipped=0, size=10_000)
     assert len(document["RecordProcessingTime"]["Values"]) <= 100
     assert document["RecordProcessingTime"]["Count"] == 10_000
     assert document["RecordAge"]["Count"] == 10_000

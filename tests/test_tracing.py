@@ -32,10 +32,10 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 from pydantic import BaseModel
+from record_hook import enter_one_record
 
 from observed_batch import (
     AsyncBatchProcessor,
-    BatchContext,
     BatchProcessingError,
     BatchProcessor,
     Config,
@@ -1178,11 +1178,7 @@ def test_async_batch_mode_parents_every_handler_span_to_the_batch_span(
 def test_spans_left_open_are_ended_at_batch_end(provider: TracerProvider, exporter: InMemorySpanExporter) -> None:
     # GIVEN a record whose chain was entered but never resumed (its task died before the core returned)
     middleware = tracing(provider)
-    batch = BatchContext(EventType.SQS, sqs_event(1)["Records"])
-    middleware.on_batch_start(batch)
-    record = RecordContext(batch, batch.records[0], 0)
-    hook = middleware.wrap_record(record)
-    next(hook)
+    batch, _, hook = enter_one_record(middleware)
 
     # WHEN the batch ends
     middleware.on_batch_end(batch, batch.summary)
@@ -1198,11 +1194,7 @@ def test_a_failure_without_exception_info_is_typed_other(
 ) -> None:
     # GIVEN a record reported failed without exception info
     middleware = tracing(provider)
-    batch = BatchContext(EventType.SQS, sqs_event(1)["Records"])
-    middleware.on_batch_start(batch)
-    record = RecordContext(batch, batch.records[0], 0)
-    hook = middleware.wrap_record(record)
-    next(hook)
+    _, record, hook = enter_one_record(middleware)
     record.outcome = Outcome.FAILURE
 
     # WHEN the middleware resumes
