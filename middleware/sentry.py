@@ -128,6 +128,8 @@ class SentryMiddleware(Middleware):
         client = self._client if self._client is not None else sentry_sdk.get_client()
         if _can_send(client):
             batch.scratch[self.name] = _BatchState(client)
+        else:
+            batch.skip_record_hooks(self)  # no DSN: nothing to capture, nothing to pay per record
 
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
         yield

@@ -91,7 +91,8 @@ class TimeoutGuardMiddleware(Middleware):
     def on_batch_start(self, batch: BatchContext) -> None:
         initial = batch.remaining_time_ms()
         if initial is None:
-            return  # no Lambda context (local run, tests): nothing to guard against
+            batch.skip_record_hooks(self)  # no Lambda context (local run, tests): nothing to guard against
+            return
         margin = max(float(self.min_remaining_ms), self.remaining_fraction * initial)
         batch.scratch[self.name] = _BatchState(initial, margin)
         if initial < margin:

@@ -149,6 +149,7 @@ class TracingMiddleware(Middleware):
         parent = trace.get_current_span().get_span_context()
         if _never_samples(tracer, parent):
             state.active = False
+            batch.skip_record_hooks(self)  # unsampled records then cost what they cost without tracing
             return
         state.max_links = _max_links(tracer)
         state.span_name = _span_name(batch.destination)

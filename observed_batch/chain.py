@@ -12,10 +12,11 @@ from aws_lambda_powertools.utilities.batch.exceptions import (
     SQSFifoMessageGroupCircuitBreakerError,
 )
 
+from observed_batch import sources
 from observed_batch.errors import FailRecord
 from observed_batch.typing import FIFO_SHORT_CIRCUIT, BatchContext, Middleware, Outcome, RecordContext
 
-__all__ = ["Chain"]
+__all__ = ["Chain", "tally"]
 
 logger = logging.getLogger("observed_batch")
 
@@ -43,6 +44,7 @@ class Chain:
         return bool(self.middlewares)
 
     def start_batch(self, batch: BatchContext) -> None:
+        batch._wrapping = self._record  # on_batch_start may narrow it (BatchContext.skip_record_hooks)
         for middleware in self._start:
             try:
                 middleware.on_batch_start(batch)
@@ -63,13 +65,13 @@ class Chain:
 
     def enter(self, record: RecordContext) -> list[Iterator[None] | None]:
         """Run every middleware up to its ``yield``. Returns their suspended hooks, aligned with the
-        record middlewares (``None`` where one failed to enter).
+        batch's record middlewares (``None`` where one failed to enter).
 
         A ``FailRecord`` stops the descent: inner middlewares and the handler do not run, and the
         record is marked skipped (the caller reports it as failed to Powertools).
         """
         entered: list[Iterator[None] | None] = []
-        for middleware in self._record:
+        for middleware in record.batch._wrapping:
             try:
                 hook = middleware.wrap_record(record)
                 next(hook)
@@ -90,21 +92,14 @@ class Chain:
 
     def exit(self, record: RecordContext, entered: list[Iterator[None] | None], entry: Any) -> None:
         """Classify the core's result, update the batch summary, resume middlewares inside-out."""
-        summary = record.batch.summary
-        if record.outcome is Outcome.SKIPPED:
-            summary.skipped += 1
-        elif record.outcome is None and type(entry) is tuple and entry and entry[0] == "success":
-            record.outcome = Outcome.SUCCESS
-            record.result = entry[1]
-            summary.successes += 1
-        elif record.exc_info is not None and isinstance(record.exc_info[1], _FIFO_BREAKERS):
-            record.outcome = Outcome.SKIPPED
-            record.skip_reason = FIFO_SHORT_CIRCUIT
-            summary.skipped += 1
-        else:
-            record.outcome = Outcome.FAILURE
-            summary.failures += 1
-            summary.failed_ids.append(record.identifier)
+        if record.outcome is not Outcome.SKIPPED:
+            outcome = record.outcome = _classify(entry if record.outcome is None else None, record.exc_info)
+            if outcome is Outcome.SUCCESS:
+                record.result = entry[1]
+            elif outcome is Outcome.SKIPPED:
+                record.skip_reason = FIFO_SHORT_CIRCUIT
+        _count(record.batch, record.outcome, record.raw)
+        middlewares = record.batch._wrapping
         position = len(entered)
         while position:
             position -= 1
@@ -115,9 +110,9 @@ class Chain:
                 if next(hook, _DONE) is _DONE:
                     continue
             except Exception as exc:
-                _contain(record.batch, self._record[position], "wrap_record", exc)
+                _contain(record.batch, middlewares[position], "wrap_record", exc)
                 continue
-            middleware = self._record[position]
+            middleware = middlewares[position]
             _contain(record.batch, middleware, "wrap_record", RuntimeError("wrap_record yielded twice"))
             close = getattr(hook, "close", None)
             if close is not None:
@@ -125,6 +120,31 @@ class Chain:
                     close()
                 except Exception as exc:
                     _contain(record.batch, middleware, "wrap_record", exc)
+
+
+def tally(batch: BatchContext, raw: Any, entry: Any, exc_info: Any) -> None:
+    """Count a record no middleware wrapped (all skipped their hooks): the summary stays exact."""
+    _count(batch, _classify(entry, exc_info), raw)
+
+
+def _count(batch: BatchContext, outcome: Outcome | None, raw: Any) -> None:
+    summary = batch.summary
+    if outcome is Outcome.SUCCESS:
+        summary.successes += 1
+    elif outcome is Outcome.SKIPPED:
+        summary.skipped += 1
+    else:
+        summary.failures += 1
+        summary.failed_ids.append(sources.record_identifier(batch.event_type, raw))
+
+
+def _classify(entry: Any, exc_info: Any) -> Outcome:
+    """What Powertools decided: its success entry, its FIFO short-circuit, or a failure."""
+    if type(entry) is tuple and entry and entry[0] == "success":
+        return Outcome.SUCCESS
+    if exc_info is not None and isinstance(exc_info[1], _FIFO_BREAKERS):
+        return Outcome.SKIPPED
+    return Outcome.FAILURE
 
 
 def _contain(batch: BatchContext, middleware: Any, phase: str, exc: BaseException) -> None:

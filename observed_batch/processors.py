@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor as _PtSqsFifoPartialProcessor
 
 from observed_batch import sources
-from observed_batch.chain import Chain
+from observed_batch.chain import Chain, tally
 from observed_batch.config import Config, build_middlewares
 from observed_batch.typing import BatchContext, Middleware, Outcome, RecordContext
 
@@ -145,6 +145,21 @@ class BatchProcessor(_Observed, _PtBatchProcessor):
         batch = self._ob_batch
         if batch is None:
             return super()._process_record(record)
+        exceptions = self.exceptions
+        known = len(exceptions)
+        if not batch._wrapping:
+            # No middleware wraps records in this batch: Powertools' core, then a count for the summary.
+            batch._next_index += 1
+            try:
+                entry = self._ob_core(record)
+            except BaseException:
+                tally(batch, record, None, None)
+                raise
+            if len(exceptions) == known and type(entry) is tuple and entry and entry[0] == "success":
+                batch.summary.successes += 1  # the common case, inlined
+            else:
+                tally(batch, record, entry, exceptions[-1] if len(exceptions) > known else None)
+            return entry
         index = batch._next_index
         batch._next_index = index + 1
         context = RecordContext(batch, record, index)
@@ -152,8 +167,6 @@ class BatchProcessor(_Observed, _PtBatchProcessor):
         entered = chain.enter(context)
         if context.outcome is None:
             # Records run one at a time here, so the exception Powertools appended (if any) is ours.
-            exceptions = self.exceptions
-            known = len(exceptions)
             started = perf_counter_ns()
             try:
                 entry = self._ob_core(record)
@@ -196,6 +209,16 @@ class AsyncBatchProcessor(_Observed, _PtAsyncBatchProcessor):
         batch = self._ob_batch
         if batch is None:
             return await super()._async_process_record(record)
+        if not batch._wrapping:
+            batch._next_index += 1
+            try:
+                entry = await self._ob_async_core(record)
+            except BaseException:
+                tally(batch, record, None, None)
+                raise
+            # No FIFO short-circuit in async processing: Powertools' entry says success or failure.
+            tally(batch, record, entry, None)
+            return entry
         index = batch._next_index
         batch._next_index = index + 1
         context = RecordContext(batch, record, index)

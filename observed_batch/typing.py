@@ -49,6 +49,7 @@ class BatchContext:
     __slots__ = (
         "_destination",
         "_next_index",
+        "_wrapping",
         "event_source_arn",
         "event_type",
         "is_async",
@@ -86,12 +87,25 @@ class BatchContext:
         #: Outcome counts, kept up to date as records finish; final in ``on_batch_end``.
         self.summary = BatchSummary()
         self._next_index = 0
+        #: The middlewares whose ``wrap_record`` runs for this batch's records (set by the chain).
+        self._wrapping: tuple[Middleware, ...] = ()
 
     def next_index(self) -> int:
         """Position of the next record to start (records start in batch order, also when async)."""
         index = self._next_index
         self._next_index = index + 1
         return index
+
+    def skip_record_hooks(self, middleware: Middleware) -> None:
+        """Call from ``on_batch_start``: ``middleware.wrap_record`` is not called for this batch.
+
+        For a middleware with nothing to do in this invocation (tracing when the sampler drops the
+        batch, Sentry without a DSN). Its ``on_batch_end`` still runs. Once no middleware wraps
+        records, each record costs what it costs in Powertools plus a count for the summary.
+        """
+        if self._next_index:
+            raise RuntimeError("skip_record_hooks() is for on_batch_start, before the first record starts")
+        self._wrapping = tuple(m for m in self._wrapping if m is not middleware)
 
     @property
     def messaging_system(self) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypeVar
 
 from observed_batch import BatchContext, EventType, Middleware, RecordContext
 from observed_batch.testing import sqs_event
 
-__all__ = ["enter_one_record"]
+__all__ = ["counting_record_hooks", "enter_one_record"]
+
+_M = TypeVar("_M", bound=Middleware)
 
 
 def enter_one_record(middleware: Middleware) -> tuple[BatchContext, RecordContext, Iterator[None]]:
@@ -21,3 +24,17 @@ def enter_one_record(middleware: Middleware) -> tuple[BatchContext, RecordContex
     hook = middleware.wrap_record(record)
     next(hook)
     return batch, record, hook
+
+
+def counting_record_hooks(middleware_class: type[_M]) -> type[_M]:
+    """A subclass whose instances count in ``entered`` how many records their ``wrap_record`` wrapped."""
+
+    class Counting(middleware_class):  # type: ignore[valid-type,misc]
+        entered = 0
+
+        def wrap_record(self, record: RecordContext) -> Iterator[None]:
+            self.entered += 1
+            yield from super().wrap_record(record)
+
+    Counting.__name__ = f"Counting{middleware_class.__name__}"
+    return Counting  # type: ignore[return-value]

@@ -677,3 +677,127 @@ def test_without_middleware_user_overrides_are_kept() -> None:
     event = sqs_event(2)
     ob.process_partial_response(event, handler, Custom(ob.EventType.SQS))
     assert seen == [r["messageId"] for r in event["Records"]]
+
+
+# -- opting out of a batch's records --------------------------------------------------------------
+class SummaryOnly(ob.Middleware):
+    """Leaves every record alone (``skip_record_hooks``) and keeps the batch summary."""
+
+    name = "summary_only"
+
+    def __init__(self) -> None:
+        self.wrapped = 0
+        self.summaries: list[ob.BatchSummary] = []
+
+    def on_batch_start(self, batch: ob.BatchContext) -> None:
+        batch.skip_record_hooks(self)
+
+    def wrap_record(self, record: ob.RecordContext) -> Iterator[None]:
+        self.wrapped += 1
+        yield
+
+    def on_batch_end(self, batch: ob.BatchContext, summary: ob.BatchSummary) -> None:
+        self.summaries.append(summary)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_middleware_that_skips_record_hooks_still_gets_an_exact_summary(asynchronous: bool) -> None:
+    # GIVEN a middleware that opts out of the records of every batch, and a batch with 2 of 5 failing
+    opted_out = SummaryOnly()
+    event = sqs_event(5, body=fail_on(1, 3))
+    ids = [record["messageId"] for record in event["Records"]]
+
+    # WHEN processed
+    if asynchronous:
+
+        async def async_handler(record: Any) -> str:
+            return handler(record)
+
+        processor: Any = ob.AsyncBatchProcessor(ob.EventType.SQS, middleware=[opted_out])
+        response = ob.async_process_partial_response(event, async_handler, processor)
+    else:
+        processor = ob.BatchProcessor(ob.EventType.SQS, middleware=[opted_out])
+        response = ob.process_partial_response(event, handler, processor)
+
+    # THEN its wrap_record never ran, the response is Powertools', and the summary counts every record
+    assert opted_out.wrapped == 0
+    assert response == {"batchItemFailures": [{"itemIdentifier": ids[1]}, {"itemIdentifier": ids[3]}]}
+    (summary,) = opted_out.summaries
+    assert (summary.successes, summary.failures, summary.skipped) == (3, 2, 0)
+    assert summary.failed_ids == [ids[1], ids[3]]
+
+
+def test_skipping_record_hooks_keeps_fifo_short_circuits_as_skipped() -> None:
+    # GIVEN a FIFO batch whose second record fails, and a middleware that skips the records
+    opted_out = SummaryOnly()
+    processor = ob.SqsFifoPartialProcessor(middleware=[opted_out])
+
+    # WHEN processed
+    ob.process_partial_response(sqs_fifo_event(4, body=fail_on(1)), handler, processor)
+
+    # THEN the short-circuited records count as skipped, not as failures
+    (summary,) = opted_out.summaries
+    assert (summary.successes, summary.failures, summary.skipped) == (1, 1, 2)
+
+
+def test_only_the_middleware_that_skips_is_left_out() -> None:
+    # GIVEN one middleware skipping the records and one wrapping them
+    opted_out, recorder = SummaryOnly(), RecordingMiddleware()
+    processor = ob.BatchProcessor(ob.EventType.SQS, middleware=[opted_out, recorder])
+
+    # WHEN a batch is processed
+    ob.process_partial_response(sqs_event(3, body=fail_on(0)), handler, processor)
+
+    # THEN the other middleware still saw every record, with outcomes
+    assert opted_out.wrapped == 0
+    assert [r.outcome for r in recorder.records()] == [ob.Outcome.FAILURE, ob.Outcome.SUCCESS, ob.Outcome.SUCCESS]
+    assert opted_out.summaries[0].failures == 1
+
+
+def test_skip_record_hooks_is_refused_once_records_started(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN a middleware that tries to leave the chain from inside a record
+    class LateLeaver(ob.Middleware):
+        name = "late_leaver"
+
+        def wrap_record(self, record: ob.RecordContext) -> Iterator[None]:
+            record.batch.skip_record_hooks(self)
+            yield
+
+    processor = ob.BatchProcessor(ob.EventType.SQS, middleware=[LateLeaver()])
+
+    # WHEN a batch is processed
+    with caplog.at_level(logging.WARNING, logger="observed_batch"):
+        response = ob.process_partial_response(sqs_event(2, body=fail_on(1)), handler, processor)
+
+    # THEN the error is contained and logged once, and outcomes are Powertools'
+    assert len(response["batchItemFailures"]) == 1
+    first, repeated = (r for r in caplog.records if "late_leaver" in r.getMessage())
+    assert first.getMessage().endswith("failed in wrap_record; record outcomes are unaffected")
+    assert first.exc_info is not None
+    assert "before the first record starts" in str(first.exc_info[1])
+    assert repeated.getMessage() == "observed_batch middleware 'late_leaver' failed 2 times in this batch"
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_base_exception_with_every_hook_skipped_propagates_and_is_counted(asynchronous: bool) -> None:
+    # GIVEN only a middleware that skips the records, and a handler raising past Powertools
+    opted_out = SummaryOnly()
+
+    def interrupting(record: Any) -> None:
+        raise KeyboardInterrupt
+
+    async def async_interrupting(record: Any) -> None:
+        raise KeyboardInterrupt
+
+    if asynchronous:
+        processor: Any = ob.AsyncBatchProcessor(ob.EventType.SQS, middleware=[opted_out])
+        run = lambda: ob.async_process_partial_response(sqs_event(1), async_interrupting, processor)  # noqa: E731
+    else:
+        processor = ob.BatchProcessor(ob.EventType.SQS, middleware=[opted_out])
+        run = lambda: ob.process_partial_response(sqs_event(1), interrupting, processor)  # noqa: E731
+
+    # WHEN processed THEN the interrupt propagates unchanged, and the batch end counted the record failed
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    (summary,) = opted_out.summaries
+    assert summary.failures == 1

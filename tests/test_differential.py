@@ -61,6 +61,26 @@ class YieldsTwice(ob.Middleware):
         yield
 
 
+class SkipsRecords(ob.Middleware):
+    """Opts out of every record (``BatchContext.skip_record_hooks``): records take the lean path."""
+
+    name = "skips_records"
+
+    def __init__(self) -> None:
+        self.wrapped = 0
+        self.summaries: list[ob.BatchSummary] = []
+
+    def on_batch_start(self, batch: ob.BatchContext) -> None:
+        batch.skip_record_hooks(self)
+
+    def wrap_record(self, record: ob.RecordContext) -> Iterator[None]:
+        self.wrapped += 1
+        yield
+
+    def on_batch_end(self, batch: ob.BatchContext, summary: ob.BatchSummary) -> None:
+        self.summaries.append(summary)
+
+
 def _builtin_chain() -> list[Any]:
     """Every available built-in with a quiet backend (in-memory / no network), except timeout_guard,
     which changes outcomes by design (fails records near the deadline)."""
@@ -228,6 +248,7 @@ CHAINS = {
     "no_middleware": lambda: [],
     "misbehaving": lambda: [RecordingMiddleware(), RaisesEverywhere(), YieldsTwice(), RecordingMiddleware("inner")],
     "builtins": _builtin_chain,
+    "every_hook_skipped": lambda: [SkipsRecords(), SkipsRecords()],
 }
 
 
@@ -259,3 +280,18 @@ def test_observed_batch_returns_exactly_what_powertools_returns(
             assert len(outcomes) == size
             failed = sum(1 for o in outcomes if o is not ob.Outcome.SUCCESS)
             assert failed == len(expected[0][1]["batchItemFailures"])
+        # AND a middleware that skipped the records still got a summary that reconciles with the response
+        if isinstance(middleware, SkipsRecords):
+            assert middleware.wrapped == 0
+            if size == 0:  # Powertools rejects an empty batch before processing it: no batch, no hooks
+                assert middleware.summaries == []
+                continue
+            (summary,) = middleware.summaries
+            kind, detail = expected[0]
+            if kind == "response":
+                assert summary.total == size
+                assert summary.failures + summary.skipped == len(detail["batchItemFailures"])
+            elif detail[0] == "BatchProcessingError":  # every record failed
+                assert (summary.total, summary.successes) == (size, 0)
+            else:  # the core raised mid-batch (e.g. a FIFO short-circuit parsing an invalid record)
+                assert summary.total <= size

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Json, ValidationError
+from record_hook import counting_record_hooks
 from sentry_receiver import SentryReceiver, refused_dsn
 from sentry_sdk.scrubber import EventScrubber
 
@@ -800,6 +801,18 @@ def test_injected_client_without_dsn_is_a_noop(caplog: pytest.LogCaptureFixture)
     # THEN outcomes are unchanged and one info line says nothing is sent
     assert len(response["batchItemFailures"]) == 1
     assert ["client has no DSN" in r.getMessage() for r in caplog.records] == [True]
+
+
+def test_without_a_dsn_sentry_leaves_the_record_chain() -> None:
+    # GIVEN the middleware with a client that has no DSN
+    middleware = counting_record_hooks(SentryMiddleware)(client=sentry_sdk.Client())
+
+    # WHEN a batch with failures runs
+    response = run_sqs([middleware], count=4)
+
+    # THEN its record hook never ran, and outcomes are unchanged
+    assert middleware.entered == 0
+    assert len(response["batchItemFailures"]) == 2
 
 
 # -- an unreachable Sentry -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor as PowertoolsFifoProcessor
 from aws_lambda_powertools.utilities.batch import process_partial_response as powertools_process_partial_response
+from record_hook import counting_record_hooks
 
 from observed_batch import (
     AsyncBatchProcessor,
@@ -193,6 +194,19 @@ def test_without_a_lambda_context_the_guard_does_nothing() -> None:
 
     # THEN every record runs
     assert calls == ids(event)
+    assert response == failures([])
+
+
+def test_without_a_lambda_context_the_guard_leaves_the_record_chain() -> None:
+    # GIVEN the guard and no Lambda context
+    guard = counting_record_hooks(TimeoutGuardMiddleware)()
+    processor = BatchProcessor(EventType.SQS, middleware=[guard])
+
+    # WHEN a batch runs
+    response = process_partial_response(sqs_event(3), lambda record: None, processor)
+
+    # THEN its record hook never ran
+    assert guard.entered == 0
     assert response == failures([])
 
 

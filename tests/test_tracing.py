@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 from pydantic import BaseModel
-from record_hook import enter_one_record
+from record_hook import counting_record_hooks, enter_one_record
 
 from observed_batch import (
     AsyncBatchProcessor,
@@ -1027,6 +1027,18 @@ def test_a_sampler_that_never_samples_costs_no_span_work(exporter: InMemorySpanE
     assert exporter.get_finished_spans() == ()
     assert CountingResponse.serialised == 0
     assert seen == [trace.INVALID_SPAN] * 3
+
+
+def test_an_unsampled_batch_takes_tracing_out_of_the_record_chain(exporter: InMemorySpanExporter) -> None:
+    # GIVEN tracing whose sampler drops everything
+    middleware = counting_record_hooks(TracingMiddleware)(tracer_provider=make_provider(exporter, ALWAYS_OFF))
+
+    # WHEN a batch is processed
+    response = process(sqs_event(3), fail_index(1), [middleware])
+
+    # THEN its record hook never ran (records cost what they cost without tracing) and outcomes are unchanged
+    assert middleware.entered == 0
+    assert len(response["batchItemFailures"]) == 1
 
 
 class DropEverything(Sampler):
