@@ -18,21 +18,19 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import linecache
 import logging
 import os
 import random
 import sys
-from collections import deque
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextvars import ContextVar, copy_context
-from types import TracebackType
 from typing import Any
 
 import structlog
 from structlog.contextvars import bind_contextvars, merge_contextvars, reset_contextvars
 
 from observed_batch.errors import ConfigError
+from observed_batch.tracebacks import format_exception, safe_str, type_name
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
 __all__ = ["LoggingMiddleware"]
@@ -66,10 +64,6 @@ _CONTEXT_KEYS = (
     "span_id",
 )
 _STRUCTLOG_PREFIX = "structlog_"
-_MAX_FRAMES = 64
-_MAX_CHAIN = 8
-_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
-_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
 class _StdoutLogger:
@@ -181,63 +175,6 @@ def _body(record: RecordContext) -> str | None:
         return base64.b64decode(data, validate=True).decode("utf-8", errors="replace")
     except ValueError:
         return data
-
-
-def _type_name(exc_type: type[BaseException]) -> str:
-    """As Python's traceback spells it: ``ValueError``, ``orders.errors.PaymentDeclined``."""
-    module = exc_type.__module__
-    if module in ("builtins", "__main__"):
-        return exc_type.__qualname__
-    return f"{module}.{exc_type.__qualname__}"
-
-
-def _str(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:
-        return f"<exception str() failed: {type(exc).__name__}>"
-
-
-def _format_exception(exc: BaseException, tb: TracebackType | None) -> str:
-    """Python's traceback layout, chained exceptions included, without 3.11+'s ``^^^^`` lines: those
-    re-parse every frame's source with ``ast`` and cost several times the rest of a failure line."""
-    chain: list[tuple[BaseException, TracebackType | None, str]] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    link = ""
-    while current is not None and id(current) not in seen and len(chain) < _MAX_CHAIN:
-        seen.add(id(current))
-        chain.append((current, tb if current is exc else current.__traceback__, link))
-        if current.__cause__ is not None:
-            current, link = current.__cause__, _CAUSE
-        elif current.__context__ is not None and not current.__suppress_context__:
-            current, link = current.__context__, _CONTEXT
-        else:
-            current = None
-    parts: list[str] = []
-    for error, error_tb, next_link in reversed(chain):
-        if error_tb is not None:
-            parts.append("Traceback (most recent call last):\n")
-            frames: deque[str] = deque(maxlen=_MAX_FRAMES)
-            walked = 0
-            while error_tb is not None:
-                code = error_tb.tb_frame.f_code
-                lineno = error_tb.tb_lineno
-                source = linecache.getline(code.co_filename, lineno).strip() if lineno else ""
-                frame = f'  File "{code.co_filename}", line {lineno}, in {code.co_name}\n'
-                frames.append(f"{frame}    {source}\n" if source else frame)
-                walked += 1
-                error_tb = error_tb.tb_next
-            if walked > _MAX_FRAMES:
-                parts.append(f"  [... {walked - _MAX_FRAMES} earlier frames omitted]\n")
-            parts.extend(frames)
-        message = _str(error)
-        parts.append(f"{_type_name(type(error))}: {message}\n" if message else f"{_type_name(type(error))}\n")
-        notes = getattr(error, "__notes__", None)
-        if isinstance(notes, list):
-            parts.extend(f"{note}\n" for note in notes)
-        parts.append(next_link)
-    return "".join(parts).rstrip("\n")
 
 
 def _identifier_text(identifier: Any) -> str:
@@ -491,10 +428,10 @@ class LoggingMiddleware(Middleware):
         exc_info = record.exc_info
         exc = exc_info[1] if exc_info is not None else None
         if exc is not None:
-            line["exc_type"] = _type_name(type(exc))
-            line["exc_message"] = _truncate(_str(exc), self.max_message_chars)
+            line["exc_type"] = type_name(type(exc))
+            line["exc_message"] = _truncate(safe_str(exc), self.max_message_chars)
             if self.max_traceback_chars:
-                text = _format_exception(exc, exc_info[2] if exc_info is not None else None)
+                text = format_exception(exc, exc_info[2] if exc_info is not None else None)
                 line["exception"] = _truncate(text, self.max_traceback_chars, keep_tail=True)
         self._add_body(line, record)
         logger.error("record_failed", **line)

@@ -21,7 +21,6 @@ import os
 import queue
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -54,6 +53,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from observed_batch import __version__
 from observed_batch.errors import ConfigError
 from observed_batch.sources import producer_trace_headers
+from observed_batch.tracebacks import format_exception
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
 __all__ = ["TracingMiddleware"]
@@ -631,7 +631,7 @@ def _safe_str(value: object) -> str:
 
 
 def _format_traceback(exc_info: Any) -> str:
-    return "".join(traceback.format_exception(exc_info[0], exc_info[1], exc_info[2]))
+    return format_exception(exc_info[1], exc_info[2])
 
 
 def _to_text(value: Any) -> str:

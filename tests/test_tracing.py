@@ -694,7 +694,33 @@ def test_long_exception_messages_and_tracebacks_are_truncated(
     assert message.endswith(MARKER)
     assert len(stacktrace.encode()) <= 200
     assert stacktrace.startswith(MARKER)
-    assert stacktrace.endswith("m\n")
+    assert stacktrace.endswith("m")
+
+
+def test_the_stack_trace_has_pythons_layout_without_caret_lines(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    # GIVEN a handler whose error was caused by another one
+    def handler(record: Any) -> None:
+        try:
+            {}["missing"]
+        except KeyError as exc:
+            raise ValueError("order rejected") from exc
+
+    # WHEN the record fails
+    process(sqs_event(1), handler, [tracing(provider)], raise_on_entire_batch_failure=False)
+
+    # THEN the stack trace reads like Python's: both exceptions, the handler's frame and source line,
+    # without the ^^^^ markers that cost an ast parse per frame
+    (span,) = ours(exporter)
+    stacktrace = str((span.events[0].attributes or {})["exception.stacktrace"])
+    assert stacktrace.startswith("Traceback (most recent call last):\n")
+    assert "KeyError: 'missing'" in stacktrace
+    assert "The above exception was the direct cause of the following exception:" in stacktrace
+    assert ", in handler\n" in stacktrace
+    assert 'raise ValueError("order rejected") from exc' in stacktrace
+    assert stacktrace.endswith("ValueError: order rejected")
+    assert "^^^" not in stacktrace
 
 
 def test_exception_details_count_against_the_batch_budget(

@@ -1,0 +1,76 @@
+"""Exceptions as text, cheaply: what the logging and tracing middlewares put in failure lines and spans.
+
+Python 3.11+'s ``traceback.format_exception`` re-parses every frame's source with ``ast`` to draw
+``^^^^`` markers, which costs several times everything else a failed record's telemetry does. This
+keeps Python's layout (chained exceptions, notes) without the markers.
+"""
+
+from __future__ import annotations
+
+import linecache
+from collections import deque
+from types import TracebackType
+
+__all__ = ["format_exception", "safe_str", "type_name"]
+
+_MAX_FRAMES = 64
+_MAX_CHAIN = 8
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+def type_name(exc_type: type[BaseException]) -> str:
+    """As Python's traceback spells it: ``ValueError``, ``orders.errors.PaymentDeclined``."""
+    module = exc_type.__module__
+    if module in ("builtins", "__main__"):
+        return exc_type.__qualname__
+    return f"{module}.{exc_type.__qualname__}"
+
+
+def safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<exception str() failed: {type(exc).__name__}>"
+
+
+def format_exception(exc: BaseException, tb: TracebackType | None) -> str:
+    """Python's traceback layout, chained exceptions included, without 3.11+'s ``^^^^`` lines: those
+    re-parse every frame's source with ``ast`` and cost several times the rest of a failure line."""
+    chain: list[tuple[BaseException, TracebackType | None, str]] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    link = ""
+    while current is not None and id(current) not in seen and len(chain) < _MAX_CHAIN:
+        seen.add(id(current))
+        chain.append((current, tb if current is exc else current.__traceback__, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, _CAUSE
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, _CONTEXT
+        else:
+            current = None
+    parts: list[str] = []
+    for error, error_tb, next_link in reversed(chain):
+        if error_tb is not None:
+            parts.append("Traceback (most recent call last):\n")
+            frames: deque[str] = deque(maxlen=_MAX_FRAMES)
+            walked = 0
+            while error_tb is not None:
+                code = error_tb.tb_frame.f_code
+                lineno = error_tb.tb_lineno
+                source = linecache.getline(code.co_filename, lineno).strip() if lineno else ""
+                frame = f'  File "{code.co_filename}", line {lineno}, in {code.co_name}\n'
+                frames.append(f"{frame}    {source}\n" if source else frame)
+                walked += 1
+                error_tb = error_tb.tb_next
+            if walked > _MAX_FRAMES:
+                parts.append(f"  [... {walked - _MAX_FRAMES} earlier frames omitted]\n")
+            parts.extend(frames)
+        message = safe_str(error)
+        parts.append(f"{type_name(type(error))}: {message}\n" if message else f"{type_name(type(error))}\n")
+        notes = getattr(error, "__notes__", None)
+        if isinstance(notes, list):
+            parts.extend(f"{note}\n" for note in notes)
+        parts.append(next_link)
+    return "".join(parts).rstrip("\n")
