@@ -13,6 +13,7 @@ import math
 import os
 import re
 import sys
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeGuard
@@ -127,7 +128,8 @@ class MetricsMiddleware(Middleware):
         self._disabled = parse_bool(os.environ.get("POWERTOOLS_METRICS_DISABLED", ""), "POWERTOOLS_METRICS_DISABLED")
 
     def on_batch_start(self, batch: BatchContext) -> None:
-        batch.scratch[self] = []
+        # Machine integers, 8 bytes per record instead of ~36 for a list of ints: peak memory at 10,000 records.
+        batch.scratch[self] = array("q")
 
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
         yield
