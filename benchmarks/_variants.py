@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, cast
 
 import aws_lambda_powertools.utilities.batch as pt
@@ -27,6 +28,9 @@ import observed_batch as ob
 from observed_batch.config import BUILTINS, builtin_class
 from observed_batch.errors import ConfigError
 from observed_batch.testing import FakeLambdaContext, kinesis_event, sqs_event
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from loopback_http import LoopbackServer, QuietHandler
 
 __all__ = [
     "BUILTIN_NAMES",
@@ -90,7 +94,7 @@ class CountingSink:
 
 
 # -- a local Sentry endpoint ----------------------------------------------------------------------
-class SentryReceiver:
+class SentryReceiver(LoopbackServer):
     """An HTTP server on 127.0.0.1 that accepts Sentry envelopes and counts them."""
 
     def __init__(self) -> None:
@@ -98,44 +102,25 @@ class SentryReceiver:
         self.envelopes = 0
         self._lock = threading.Lock()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as sentry.io
+        class Handler(QuietHandler):
+            content_type = "application/json"
+            default_payload = b"{}"
             # Without TCP_NODELAY, Nagle + delayed ACK add ~40 ms per envelope on loopback: that
             # would measure the receiver, not the Sentry SDK.
             disable_nagle_algorithm = True
             wbufsize = 64 * 1024  # status, headers and body leave in one segment (flushed per request)
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
                     receiver.envelopes += 1
-                body = b"{}"
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._reply(200)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        super().__init__(Handler, name="bench-sentry-receiver")
 
     @property
     def dsn(self) -> str:
-        return f"http://public@127.0.0.1:{self._server.server_address[1]}/1"
-
-    def start(self) -> SentryReceiver:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        return f"http://public@127.0.0.1:{self.port}/1"
 
 
 # -- backends, configured once per process as a Lambda function would at cold start ---------------

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TypeVar
 
-from observed_batch import BatchContext, EventType, Middleware, RecordContext
+from observed_batch import BatchContext, BatchSummary, EventType, Middleware, RecordContext
 from observed_batch.testing import sqs_event
 
-__all__ = ["counting_record_hooks", "enter_one_record"]
+__all__ = ["SkipsRecordHooks", "counting_record_hooks", "enter_one_record"]
 
 _M = TypeVar("_M", bound=Middleware)
 
@@ -38,3 +38,23 @@ def counting_record_hooks(middleware_class: type[_M]) -> type[_M]:
 
     Counting.__name__ = f"Counting{middleware_class.__name__}"
     return Counting  # type: ignore[return-value]
+
+
+class SkipsRecordHooks(Middleware):
+    """Opts out of every record (``BatchContext.skip_record_hooks``) and keeps each batch's summary."""
+
+    name = "skips_record_hooks"
+
+    def __init__(self) -> None:
+        self.wrapped = 0
+        self.summaries: list[BatchSummary] = []
+
+    def on_batch_start(self, batch: BatchContext) -> None:
+        batch.skip_record_hooks(self)
+
+    def wrap_record(self, record: RecordContext) -> Iterator[None]:
+        self.wrapped += 1
+        yield
+
+    def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
+        self.summaries.append(summary)

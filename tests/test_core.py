@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities import batch as pt
 from aws_lambda_powertools.utilities.batch.exceptions import UnexpectedBatchTypeError
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import BaseModel, Json
+from record_hook import SkipsRecordHooks
 
 import observed_batch as ob
 from observed_batch.testing import (
@@ -680,30 +681,10 @@ def test_without_middleware_user_overrides_are_kept() -> None:
 
 
 # -- opting out of a batch's records --------------------------------------------------------------
-class SummaryOnly(ob.Middleware):
-    """Leaves every record alone (``skip_record_hooks``) and keeps the batch summary."""
-
-    name = "summary_only"
-
-    def __init__(self) -> None:
-        self.wrapped = 0
-        self.summaries: list[ob.BatchSummary] = []
-
-    def on_batch_start(self, batch: ob.BatchContext) -> None:
-        batch.skip_record_hooks(self)
-
-    def wrap_record(self, record: ob.RecordContext) -> Iterator[None]:
-        self.wrapped += 1
-        yield
-
-    def on_batch_end(self, batch: ob.BatchContext, summary: ob.BatchSummary) -> None:
-        self.summaries.append(summary)
-
-
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
 def test_a_middleware_that_skips_record_hooks_still_gets_an_exact_summary(asynchronous: bool) -> None:
     # GIVEN a middleware that opts out of the records of every batch, and a batch with 2 of 5 failing
-    opted_out = SummaryOnly()
+    opted_out = SkipsRecordHooks()
     event = sqs_event(5, body=fail_on(1, 3))
     ids = [record["messageId"] for record in event["Records"]]
 
@@ -729,7 +710,7 @@ def test_a_middleware_that_skips_record_hooks_still_gets_an_exact_summary(asynch
 
 def test_skipping_record_hooks_keeps_fifo_short_circuits_as_skipped() -> None:
     # GIVEN a FIFO batch whose second record fails, and a middleware that skips the records
-    opted_out = SummaryOnly()
+    opted_out = SkipsRecordHooks()
     processor = ob.SqsFifoPartialProcessor(middleware=[opted_out])
 
     # WHEN processed
@@ -742,7 +723,7 @@ def test_skipping_record_hooks_keeps_fifo_short_circuits_as_skipped() -> None:
 
 def test_only_the_middleware_that_skips_is_left_out() -> None:
     # GIVEN one middleware skipping the records and one wrapping them
-    opted_out, recorder = SummaryOnly(), RecordingMiddleware()
+    opted_out, recorder = SkipsRecordHooks(), RecordingMiddleware()
     processor = ob.BatchProcessor(ob.EventType.SQS, middleware=[opted_out, recorder])
 
     # WHEN a batch is processed
@@ -781,7 +762,7 @@ def test_skip_record_hooks_is_refused_once_records_started(caplog: pytest.LogCap
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
 def test_base_exception_with_every_hook_skipped_propagates_and_is_counted(asynchronous: bool) -> None:
     # GIVEN only a middleware that skips the records, and a handler raising past Powertools
-    opted_out = SummaryOnly()
+    opted_out = SkipsRecordHooks()
 
     def interrupting(record: Any) -> None:
         raise KeyboardInterrupt

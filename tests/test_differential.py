@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Json
+from record_hook import SkipsRecordHooks
 
 import observed_batch as ob
 from observed_batch.testing import RecordingMiddleware, dynamodb_record, kafka_event, kinesis_record, sqs_record
@@ -59,26 +60,6 @@ class YieldsTwice(ob.Middleware):
     def wrap_record(self, record: ob.RecordContext) -> Iterator[None]:
         yield
         yield
-
-
-class SkipsRecords(ob.Middleware):
-    """Opts out of every record (``BatchContext.skip_record_hooks``): records take the lean path."""
-
-    name = "skips_records"
-
-    def __init__(self) -> None:
-        self.wrapped = 0
-        self.summaries: list[ob.BatchSummary] = []
-
-    def on_batch_start(self, batch: ob.BatchContext) -> None:
-        batch.skip_record_hooks(self)
-
-    def wrap_record(self, record: ob.RecordContext) -> Iterator[None]:
-        self.wrapped += 1
-        yield
-
-    def on_batch_end(self, batch: ob.BatchContext, summary: ob.BatchSummary) -> None:
-        self.summaries.append(summary)
 
 
 def _builtin_chain() -> list[Any]:
@@ -248,7 +229,7 @@ CHAINS = {
     "no_middleware": lambda: [],
     "misbehaving": lambda: [RecordingMiddleware(), RaisesEverywhere(), YieldsTwice(), RecordingMiddleware("inner")],
     "builtins": _builtin_chain,
-    "every_hook_skipped": lambda: [SkipsRecords(), SkipsRecords()],
+    "every_hook_skipped": lambda: [SkipsRecordHooks(), SkipsRecordHooks()],
 }
 
 
@@ -281,7 +262,7 @@ def test_observed_batch_returns_exactly_what_powertools_returns(
             failed = sum(1 for o in outcomes if o is not ob.Outcome.SUCCESS)
             assert failed == len(expected[0][1]["batchItemFailures"])
         # AND a middleware that skipped the records still got a summary that reconciles with the response
-        if isinstance(middleware, SkipsRecords):
+        if isinstance(middleware, SkipsRecordHooks):
             assert middleware.wrapped == 0
             if size == 0:  # Powertools rejects an empty batch before processing it: no batch, no hooks
                 assert middleware.summaries == []
