@@ -332,7 +332,7 @@ class TracingMiddleware(Middleware):
             message = self._capture(state, _safe_str(exception))
             if message is not None:
                 attributes[EXCEPTION_MESSAGE] = message[0]
-            stacktrace = self._capture(state, _format_traceback(exc_info), keep_tail=True)
+            stacktrace = self._capture(state, format_exception(exception, exc_info[2]), keep_tail=True)
             if stacktrace is not None:
                 attributes[EXCEPTION_STACKTRACE] = stacktrace[0]
         span.add_event("exception", attributes)
@@ -628,10 +628,6 @@ def _safe_str(value: object) -> str:
         return str(value)
     except Exception:
         return f"<unprintable {type(value).__qualname__}>"
-
-
-def _format_traceback(exc_info: Any) -> str:
-    return format_exception(exc_info[1], exc_info[2])
 
 
 def _to_text(value: Any) -> str:
