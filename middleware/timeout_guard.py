@@ -2,15 +2,25 @@
 
 A Lambda that times out mid-batch returns no partial response, so the whole batch comes back,
 including the records that already succeeded. The guard checks the remaining time before each
-record; once it is below the margin, that record and every record after it are failed without
-calling the handler (``FailRecord("timeout_guard")``). They are reported in ``batchItemFailures``
-and come back on the next delivery; the records that succeeded are deleted / checkpointed.
+record; once it is below what the rest of the invocation needs, that record and every record after
+it are failed without calling the handler (``FailRecord("timeout_guard", rest_of_batch=True)``).
+They are reported in ``batchItemFailures`` and come back on the next delivery; the records that
+succeeded are deleted / checkpointed.
 
-Margin = ``max(min_remaining_ms, remaining_fraction * time remaining at batch start)``, plus, with
-``estimate=True`` (the default), a moving average of how long this batch's records took: the fixed
-margin alone only protects handlers faster than the margin. Once tripped, the guard stays tripped
-for the rest of the batch, which keeps FIFO order and makes the first skipped record the
-Kinesis / DynamoDB checkpoint.
+What the rest of the invocation needs, checked before each record:
+
+- the margin, ``max(min_remaining_ms, remaining_fraction * time remaining at batch start)``;
+- the end-of-batch telemetry budget, ``batch.telemetry_budget_ms``: the flush timeouts of the enabled
+  middlewares whose backend is up (0 for a backend whose breaker is open);
+- with ``estimate=True`` (the default), a moving average of how long this batch's records took inside
+  the guard (the handler), and (sync processing) of the time each record spends outside it: Powertools'
+  bookkeeping and the middlewares placed before the guard. The fixed margin alone only protects handlers
+  faster than the margin.
+
+Once tripped, the guard stays tripped for the rest of the batch, which keeps FIFO order and makes the
+first skipped record the Kinesis / DynamoDB checkpoint. The records after the first skipped one enter
+no middleware at all (a slow middleware placed before the guard would otherwise still run for each of
+them): middlewares outside the guard see the first skipped record; the batch summary counts them all.
 """
 
 from __future__ import annotations
@@ -38,16 +48,32 @@ _RAN_HANDLER = (Outcome.SUCCESS, Outcome.FAILURE)
 class _BatchState:
     """Per-batch state, kept in ``batch.scratch["timeout_guard"]``."""
 
-    __slots__ = ("average_ms", "initial_ms", "margin_ms", "skipped", "tripped_at_ms", "tripped_index")
+    __slots__ = (
+        "average_ms",
+        "initial_ms",
+        "last_exit",
+        "margin_ms",
+        "outside_ms",
+        "tripped_at_ms",
+        "tripped_index",
+        "tripped_needed_ms",
+    )
 
     def __init__(self, initial_ms: int, margin_ms: float) -> None:
         self.initial_ms = initial_ms
         self.margin_ms = margin_ms
         #: Moving average of the duration of records that ran, in ms (``None`` before the first).
         self.average_ms: float | None = None
+        #: Moving average of the time between one record leaving the guard and the next entering it (sync).
+        self.outside_ms: float | None = None
+        self.last_exit: float | None = None
         self.tripped_index: int | None = None
         self.tripped_at_ms: int | None = None
-        self.skipped = 0
+        self.tripped_needed_ms = 0.0
+
+
+def _smoothed(average: float | None, sample: float) -> float:
+    return sample if average is None else average + _SMOOTHING * (sample - average)
 
 
 class TimeoutGuardMiddleware(Middleware):
@@ -105,43 +131,56 @@ class TimeoutGuardMiddleware(Middleware):
             )
 
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
-        state: _BatchState | None = record.batch.scratch.get(self.name)
+        batch = record.batch
+        state: _BatchState | None = batch.scratch.get(self.name)
         if state is None:
             yield
             return
-        if state.tripped_index is None:
-            remaining = record.batch.remaining_time_ms()
-            needed = state.margin_ms
-            if self.estimate and state.average_ms is not None:
-                needed += state.average_ms
-            if remaining is not None and remaining < needed:
-                state.tripped_index = record.index
-                state.tripped_at_ms = remaining
-        if state.tripped_index is not None:
-            state.skipped += 1
+        entered = self._clock()
+        if self.estimate and state.last_exit is not None and not batch.is_async:
+            state.outside_ms = _smoothed(state.outside_ms, (entered - state.last_exit) * 1000.0)
+        remaining = batch.remaining_time_ms()
+        needed = state.margin_ms + batch.telemetry_budget_ms
+        if self.estimate:
+            needed += (state.average_ms or 0.0) + (state.outside_ms or 0.0)
+        if remaining is not None and remaining < needed:
+            state.tripped_index = record.index
+            state.tripped_at_ms = remaining
+            state.tripped_needed_ms = needed
             raise FailRecord(
                 REASON,
-                f"not processed: {state.tripped_at_ms} ms were left when record {state.tripped_index} was due,"
-                f" below the timeout guard margin",
+                f"not processed: {remaining} ms were left when record {record.index} was due, below the"
+                f" {needed:.0f} ms the timeout guard keeps for the rest of the invocation",
+                rest_of_batch=True,
             )
-        started = self._clock()
         yield
+        exited = self._clock()
         if record.outcome in _RAN_HANDLER:
-            duration_ms = (self._clock() - started) * 1000.0
-            average = state.average_ms
-            state.average_ms = duration_ms if average is None else average + _SMOOTHING * (duration_ms - average)
+            state.average_ms = _smoothed(state.average_ms, (exited - entered) * 1000.0)
+        state.last_exit = exited
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
         state: _BatchState | None = batch.scratch.get(self.name)
         if state is None or state.tripped_index is None:
             return
         logger.warning(
-            "timeout_guard: %d of %d records were failed without running (%d ms left at record %d, margin %.0f ms%s);"
-            " they will be retried",
-            state.skipped,
+            "timeout_guard: %d of %d records were failed without running (%d ms left at record %d, needed %.0f ms:"
+            " margin %.0f ms + telemetry budget %d ms%s); they will be retried",
+            batch.size - state.tripped_index,
             batch.size,
             state.tripped_at_ms,
             state.tripped_index,
+            state.tripped_needed_ms,
             state.margin_ms,
-            f" + estimate {state.average_ms:.0f} ms" if self.estimate and state.average_ms is not None else "",
+            batch.telemetry_budget_ms,
+            _estimate_text(state) if self.estimate else "",
         )
+
+
+def _estimate_text(state: _BatchState) -> str:
+    text = ""
+    if state.average_ms is not None:
+        text += f" + record estimate {state.average_ms:.0f} ms"
+    if state.outside_ms is not None:
+        text += f" + outside the guard {state.outside_ms:.0f} ms"
+    return text

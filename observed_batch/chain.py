@@ -31,7 +31,7 @@ def _overrides(middleware: object, hook: str) -> bool:
 
 
 class Chain:
-    __slots__ = ("_end", "_record", "_start", "middlewares")
+    __slots__ = ("_budget", "_end", "_record", "_start", "middlewares")
 
     def __init__(self, middlewares: Sequence[Middleware]) -> None:
         self.middlewares = tuple(middlewares)
@@ -39,6 +39,7 @@ class Chain:
         self._record = tuple(m for m in self.middlewares if _overrides(m, "wrap_record"))
         # Batch ends unwind like nested context managers: outermost middleware last.
         self._end = tuple(m for m in reversed(self.middlewares) if _overrides(m, "on_batch_end"))
+        self._budget = tuple(m for m in self.middlewares if _overrides(m, "flush_budget_ms"))
 
     def __bool__(self) -> bool:
         return bool(self.middlewares)
@@ -50,6 +51,13 @@ class Chain:
                 middleware.on_batch_start(batch)
             except Exception as exc:
                 _contain(batch, middleware, "on_batch_start", exc)
+        budget = 0
+        for middleware in self._budget:
+            try:
+                budget += max(0, int(middleware.flush_budget_ms()))
+            except Exception as exc:
+                _contain(batch, middleware, "flush_budget_ms", exc)
+        batch.telemetry_budget_ms = budget
 
     def end_batch(self, batch: BatchContext) -> None:
         summary = batch.summary
@@ -68,10 +76,18 @@ class Chain:
         batch's record middlewares (``None`` where one failed to enter).
 
         A ``FailRecord`` stops the descent: inner middlewares and the handler do not run, and the
-        record is marked skipped (the caller reports it as failed to Powertools).
+        record is marked skipped (the caller reports it as failed to Powertools). After a
+        ``FailRecord(rest_of_batch=True)`` later records enter no middleware at all.
         """
         entered: list[Iterator[None] | None] = []
-        for middleware in record.batch._wrapping:
+        batch = record.batch
+        stop = batch._stop
+        if stop is not None:
+            record.outcome = Outcome.SKIPPED
+            record.skip_reason = getattr(stop[1], "reason", None)
+            record.exc_info = stop
+            return entered
+        for middleware in batch._wrapping:
             try:
                 hook = middleware.wrap_record(record)
                 next(hook)
@@ -79,6 +95,8 @@ class Chain:
                 record.outcome = Outcome.SKIPPED
                 record.skip_reason = guard.reason
                 record.exc_info = sys.exc_info()
+                if guard.rest_of_batch:
+                    batch._stop = record.exc_info
                 break
             except StopIteration:
                 entered.append(None)

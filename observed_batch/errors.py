@@ -32,8 +32,14 @@ class FailRecord(Exception):
     The core reports the record in ``batchItemFailures`` exactly like a handler failure, and the
     record's outcome is ``skipped`` with ``reason`` so that other middlewares can tell a guard's
     decision from a real failure (metrics count it as skipped, Sentry ignores it).
+
+    With ``rest_of_batch=True`` every later record of the batch is failed the same way without
+    entering any middleware (``wrap_record`` is not called for them; they are counted in the
+    summary): what a deadline guard needs, since a slow middleware would otherwise still run for
+    each record it gives up on.
     """
 
-    def __init__(self, reason: str, message: str | None = None) -> None:
+    def __init__(self, reason: str, message: str | None = None, *, rest_of_batch: bool = False) -> None:
         self.reason = reason
+        self.rest_of_batch = rest_of_batch
         super().__init__(message or f"record not processed: {reason}")

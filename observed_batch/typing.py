@@ -14,7 +14,11 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch import BasePartialBatchProcessor
     from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
 
-__all__ = ["BatchContext", "BatchSummary", "Middleware", "Outcome", "RecordContext"]
+__all__ = ["DEADLINE_RESERVE_MS", "BatchContext", "BatchSummary", "Middleware", "Outcome", "RecordContext"]
+
+#: Time kept free before Lambda's deadline for what follows the batch (Powertools building the
+#: response, the runtime sending it): end-of-batch telemetry waits never reach into it.
+DEADLINE_RESERVE_MS = 500
 
 
 class Outcome(str):
@@ -49,6 +53,7 @@ class BatchContext:
     __slots__ = (
         "_destination",
         "_next_index",
+        "_stop",
         "_wrapping",
         "event_source_arn",
         "event_type",
@@ -61,6 +66,7 @@ class BatchContext:
         "started_at",
         "started_ns",
         "summary",
+        "telemetry_budget_ms",
     )
 
     def __init__(
@@ -89,6 +95,12 @@ class BatchContext:
         self._next_index = 0
         #: The middlewares whose ``wrap_record`` runs for this batch's records (set by the chain).
         self._wrapping: tuple[Middleware, ...] = ()
+        #: Set once a ``FailRecord(rest_of_batch=True)`` stopped the batch: the ``exc_info`` every
+        #: later record is failed with, without entering any middleware.
+        self._stop: ExceptionInfo | None = None
+        #: The most the chain's ``on_batch_end`` hooks may wait in all (sum of ``Middleware.flush_budget_ms``,
+        #: set by the chain after ``on_batch_start``). ``timeout_guard`` keeps this much time free.
+        self.telemetry_budget_ms = 0
 
     def next_index(self) -> int:
         """Position of the next record to start (records start in batch order, also when async)."""
@@ -135,6 +147,23 @@ class BatchContext:
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter_ns() - self.started_ns) / 1e6
+
+    def time_left_ms(self) -> int | None:
+        """Milliseconds telemetry may still use: the remaining Lambda time minus ``DEADLINE_RESERVE_MS``
+        (never negative), or ``None`` without a Lambda context (then only the configured timeouts bound waits)."""
+        remaining = self.remaining_time_ms()
+        if remaining is None:
+            return None
+        return max(0, remaining - DEADLINE_RESERVE_MS)
+
+    def wait_budget_s(self, timeout_ms: int) -> float:
+        """Seconds an end-of-batch wait (a flush) may take now: its configured ``timeout_ms``, cut to what
+        is left before the deadline. Hooks that wait one after another share the time this way: each
+        asks when it is its turn. ``0.0`` means: do not wait at all."""
+        left = self.time_left_ms()
+        if left is not None and left < timeout_ms:
+            timeout_ms = left
+        return max(0, timeout_ms) / 1000.0
 
 
 class RecordContext:
@@ -240,7 +269,16 @@ class RecordContext:
 class BatchSummary:
     """What ``on_batch_end`` gets: exact counts of the invocation's record outcomes."""
 
-    __slots__ = ("duration_ms", "error", "failed_ids", "failures", "middleware_errors", "skipped", "successes")
+    __slots__ = (
+        "duration_ms",
+        "error",
+        "failed_ids",
+        "failures",
+        "middleware_errors",
+        "skipped",
+        "successes",
+        "telemetry_dropped",
+    )
 
     def __init__(self) -> None:
         self.successes = 0
@@ -253,6 +291,13 @@ class BatchSummary:
         self.error: BaseException | None = None
         #: Contained middleware errors by middleware name.
         self.middleware_errors: dict[str, int] = {}
+        #: Telemetry items (spans, events) not sent because their backend is down, by backend name.
+        #: Hooks that run later in ``on_batch_end`` (``metrics``, outermost) see more of it than earlier ones.
+        self.telemetry_dropped: dict[str, int] = {}
+
+    def add_dropped(self, backend: str, count: int) -> None:
+        if count > 0:
+            self.telemetry_dropped[backend] = self.telemetry_dropped.get(backend, 0) + count
 
     @property
     def total(self) -> int:
@@ -286,4 +331,12 @@ class Middleware:
         yield
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
-        """Runs once per invocation, after the last record, also when the batch raises."""
+        """Runs once per invocation, after the last record, also when the batch raises.
+
+        Any wait in here (a flush) takes at most ``batch.wait_budget_s(timeout_ms)`` seconds.
+        """
+
+    def flush_budget_ms(self) -> int:
+        """The longest ``on_batch_end`` may wait in this invocation (e.g. its flush timeout; 0 while its
+        backend's breaker is open). Asked after ``on_batch_start``; ``timeout_guard`` keeps the sum free."""
+        return 0

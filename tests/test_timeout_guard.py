@@ -239,11 +239,37 @@ def test_middlewares_outside_the_guard_see_skipped_records_with_reason_timeout_g
     # WHEN the guard trips at record 3
     process_partial_response(sqs_event(5), slow_handler(time, 3000, []), processor, time.context())
 
-    # THEN the recorder sees three successes, then two skips by the timeout guard, in batch order
+    # THEN the recorder sees three successes, then the first skip by the timeout guard; the record after it
+    # enters no middleware (it is only counted in the summary)
     records = recorder.records("exit")
-    assert [r.index for r in records] == [0, 1, 2, 3, 4]
-    assert [r.outcome for r in records] == [Outcome.SUCCESS] * 3 + [Outcome.SKIPPED] * 2
-    assert [r.skip_reason for r in records] == [None] * 3 + ["timeout_guard"] * 2
+    assert [r.index for r in records] == [0, 1, 2, 3]
+    assert [r.outcome for r in records] == [Outcome.SUCCESS] * 3 + [Outcome.SKIPPED]
+    assert [r.skip_reason for r in records] == [None] * 3 + ["timeout_guard"]
+    (_, _, summary) = recorder.events[-1]
+    assert summary.skipped == 2
+
+
+def test_a_slow_middleware_outside_the_guard_does_not_run_for_the_records_after_the_trip() -> None:
+    # GIVEN a middleware before the guard that costs 500 ms per record, around a 100 ms handler
+    time = ScriptedTime(5_000)
+
+    class Slow(Middleware):
+        name = "slow"
+
+        def wrap_record(self, record: RecordContext) -> Iterator[None]:
+            time.advance(500)
+            yield
+
+    processor = BatchProcessor(EventType.SQS, middleware=[Slow(), time.guard(min_remaining_ms=1000)])
+    event = sqs_event(10)
+
+    # WHEN the batch runs
+    response = process_partial_response(event, slow_handler(time, 100, []), processor, time.context())
+
+    # THEN the guard counted the slow middleware's time: it stopped with time to spare, and the records it
+    # gave up on cost nothing more
+    assert time.remaining() >= 1000
+    assert response == failures(ids(event)[5:])
 
 
 def test_the_batch_summary_counts_guard_failures_as_skipped_not_failed() -> None:
@@ -292,7 +318,7 @@ def test_handler_failures_before_the_trip_stay_failures() -> None:
     # THEN the response lists the handler failure and the guard's skips, in batch order
     assert response == failures([ids(event)[1], ids(event)[3], ids(event)[4]])
     outcomes = [r.outcome for r in recorder.records("exit")]
-    assert outcomes == [Outcome.SUCCESS, Outcome.FAILURE, Outcome.SUCCESS, Outcome.SKIPPED, Outcome.SKIPPED]
+    assert outcomes == [Outcome.SUCCESS, Outcome.FAILURE, Outcome.SUCCESS, Outcome.SKIPPED]
 
 
 def test_a_tripped_batch_logs_one_warning_with_the_counts(caplog: pytest.LogCaptureFixture) -> None:
@@ -307,7 +333,10 @@ def test_a_tripped_batch_logs_one_warning_with_the_counts(caplog: pytest.LogCapt
     # THEN one warning says how many records come back and why
     messages = [r.getMessage() for r in caplog.records if r.name == "observed_batch.timeout_guard"]
     assert len(messages) == 1
-    assert "2 of 5 records were failed without running (1000 ms left at record 3, margin 2000 ms)" in messages[0]
+    assert (
+        "2 of 5 records were failed without running (1000 ms left at record 3, needed 2000 ms:"
+        " margin 2000 ms + telemetry budget 0 ms)"
+    ) in messages[0]
 
 
 def test_an_untripped_batch_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
@@ -428,8 +457,11 @@ def test_fifo_records_after_the_trip_are_skipped_by_the_guard_not_the_short_circ
     # WHEN the batch runs
     process_partial_response(sqs_fifo_event(4), slow_handler(time, 4500, []), processor, time.context())
 
-    # THEN the skipped records carry the guard's reason (Sentry and metrics treat both reasons as skips)
-    assert [r.skip_reason for r in recorder.records("exit")] == [None, None, "timeout_guard", "timeout_guard"]
+    # THEN the skipped record the recorder sees carries the guard's reason (Sentry and metrics treat both
+    # reasons as skips), and the summary counts the one after it as skipped too
+    assert [r.skip_reason for r in recorder.records("exit")] == [None, None, "timeout_guard"]
+    (_, _, summary) = recorder.events[-1]
+    assert (summary.successes, summary.skipped) == (2, 2)
 
 
 # -- async --------------------------------------------------------------------------------------------
@@ -501,8 +533,9 @@ def test_async_skipped_records_reach_outer_middlewares_as_skipped() -> None:
     # WHEN the batch runs
     response = async_process_partial_response(sqs_event(3), handler, processor, time.context())
 
-    # THEN every record was skipped without running and reported failed
-    assert probe.outcomes == {0: Outcome.SKIPPED, 1: Outcome.SKIPPED, 2: Outcome.SKIPPED}
+    # THEN every record was skipped without running and reported failed; the first reached the outer
+    # middleware, the others entered none
+    assert probe.outcomes == {0: Outcome.SKIPPED}
     assert len(response["batchItemFailures"]) == 3
 
 
