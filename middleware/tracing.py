@@ -17,10 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import queue
-import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -28,9 +24,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.aws import AwsXRayPropagator
 from opentelemetry.propagators.aws.aws_xray_propagator import TRACE_HEADER_KEY
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanLimits
-from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, StaticSampler, TraceIdRatioBased
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_BATCH_MESSAGE_COUNT,
@@ -51,10 +45,13 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, Statu
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from observed_batch import __version__
+from observed_batch.breaker import Breaker
 from observed_batch.errors import ConfigError
 from observed_batch.sources import producer_trace_headers
 from observed_batch.tracebacks import format_exception
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
+
+from ._otel_export import Flusher, default_provider, env_breaker
 
 __all__ = ["TracingMiddleware"]
 
@@ -83,13 +80,11 @@ _MARKER_BYTES = len(TRUNCATION_MARKER.encode())
 _MIN_CAPTURE_BYTES = 64
 _OTHER_ERROR = "_OTHER"  # semconv fallback for error.type
 _LINK_CACHE_LIMIT = 1024
-_FLUSHER_IDLE_S = 60.0
+#: ``BatchSummary.telemetry_dropped`` key and ``TelemetryDropped`` dimension value of this backend.
+BACKEND = "otel"
 
 _W3C = TraceContextTextMapPropagator()
 _XRAY = AwsXRayPropagator()
-
-_ENV_PROVIDER: SdkTracerProvider | None = None
-_ENV_PROVIDER_LOCK = threading.Lock()
 
 
 class TracingMiddleware(Middleware):
@@ -135,17 +130,27 @@ class TracingMiddleware(Middleware):
         self._tracer: trace.Tracer | None = None
         # The thread that runs the provider's flush so that waiting for it can be bounded; kept
         # across invocations (starting a thread per invocation costs more than a small batch).
-        self._flusher: _Flusher | None = None
+        self._flusher: Flusher | None = None
+        # One per backend: ours (the provider built from OTEL_*) shares the exporter's; a provider of the
+        # user's gets one of this middleware's, fed by flushes that fail or time out.
+        self._breaker = Breaker(BACKEND)
 
     # -- batch ------------------------------------------------------------------------------------
     def on_batch_start(self, batch: BatchContext) -> None:
         tracer = self._tracer
         if tracer is None:
             if self._provider is None:
-                self._provider = _default_provider()
+                self._provider = default_provider()
+            self._breaker = env_breaker(self._provider) or self._breaker
             tracer = self._tracer = self._provider.get_tracer("observed_batch", __version__)
         state = _BatchState(tracer, self.max_batch_capture_bytes)
         batch.scratch[_KEY] = state
+        if self._breaker.is_open:
+            # The backend is down: no spans, no flush; count what this invocation would have sent.
+            state.active = False
+            batch.skip_record_hooks(self)
+            batch.summary.add_dropped(BACKEND, 1 if self.mode == "batch" else batch.size)
+            return
         parent = trace.get_current_span().get_span_context()
         if _never_samples(tracer, parent):
             state.active = False
@@ -173,8 +178,8 @@ class TracingMiddleware(Middleware):
             invocation = trace.get_current_span()
             if invocation.is_recording():
                 invocation.set_attribute(ATTR_CAPTURE_DROPPED, state.dropped)
-        if state.active and self._provider is not None:
-            self._flush(self._provider)
+        if state.active and self._provider is not None and self.flush_timeout_ms:
+            self._flush(batch, summary, self._provider)
 
     # -- record -----------------------------------------------------------------------------------
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
@@ -353,59 +358,29 @@ class TracingMiddleware(Middleware):
         return kept, size
 
     # -- flushing ---------------------------------------------------------------------------------
-    def _flush(self, provider: trace.TracerProvider) -> None:
-        """Export what this invocation produced before Lambda freezes, waiting at most
-        ``flush_timeout_ms`` (the SDK's batch span processor does not bound its own flush)."""
+    def flush_budget_ms(self, batch: BatchContext) -> int:
+        state: _BatchState | None = batch.scratch.get(_KEY)
+        if state is None or not state.active or self._breaker.is_open:
+            return 0
+        return self.flush_timeout_ms
+
+    def _flush(self, batch: BatchContext, summary: BatchSummary, provider: trace.TracerProvider) -> None:
+        """Export what this invocation produced before Lambda freezes, waiting at most the flush timeout
+        and never past the deadline budget; a flush that fails or runs out of time opens the breaker."""
+        breaker = self._breaker
         force_flush: Callable[..., Any] | None = getattr(provider, "force_flush", None)
-        if self.flush_timeout_ms == 0 or force_flush is None:
+        timeout_ms = int(batch.wait_budget_s(self.flush_timeout_ms) * 1000)
+        if force_flush is None or timeout_ms <= 0:
             return
         flusher = self._flusher
         if flusher is None:
-            flusher = self._flusher = _Flusher(force_flush)
-        flusher.flush(self.flush_timeout_ms)
-
-
-class _Flusher:
-    """Runs ``force_flush`` on a daemon thread so that callers can stop waiting after a timeout.
-
-    A dead collector then costs each invocation at most its timeout, and one stuck thread in all:
-    requests queued while a flush runs are all answered by the next one. The thread exits after
-    ``_FLUSHER_IDLE_S`` without requests and is started again on demand.
-    """
-
-    def __init__(self, force_flush: Callable[..., Any]) -> None:
-        self._force_flush = force_flush
-        self._requests: queue.SimpleQueue[tuple[threading.Event, int]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def flush(self, timeout_ms: int) -> bool:
-        done = threading.Event()
-        self._requests.put((done, timeout_ms))
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._serve, name="observed-batch-flush", daemon=True)
-                self._thread.start()
-        return done.wait(timeout_ms / 1000.0)
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                waiting = [self._requests.get(timeout=_FLUSHER_IDLE_S)]
-            except queue.Empty:
-                with self._lock:
-                    if self._requests.empty():
-                        self._thread = None
-                        return
-                continue
-            while not self._requests.empty():
-                waiting.append(self._requests.get_nowait())
-            try:
-                self._force_flush(max(timeout_ms for _, timeout_ms in waiting))
-            except Exception:
-                logger.debug("tracer provider force_flush failed", exc_info=True)
-            for done, _ in waiting:
-                done.set()
+            flusher = self._flusher = Flusher(force_flush)
+        failures, dropped = breaker.failures, breaker.dropped
+        if not flusher.flush(timeout_ms):
+            breaker.failed(f"span flush did not finish within {timeout_ms} ms")
+        elif breaker.failures == failures:
+            breaker.succeeded()
+        summary.add_dropped(BACKEND, breaker.dropped - dropped)
 
 
 class _BatchState:
@@ -465,50 +440,6 @@ def _check_int(option: str, value: Any, minimum: int) -> None:
         raise ConfigError(f"tracing option {option}={value!r} must be an integer")
     if value < minimum:
         raise ConfigError(f"tracing option {option}={value!r} must be at least {minimum}")
-
-
-def _default_provider() -> trace.TracerProvider:
-    """The global provider if the user (or the OTel Lambda layer) set one, else ours from ``OTEL_*``.
-
-    Ours is not installed globally: user code that later sets its own provider must not find ours.
-    """
-    current = trace.get_tracer_provider()
-    if not isinstance(current, trace.ProxyTracerProvider):
-        return current
-    global _ENV_PROVIDER
-    with _ENV_PROVIDER_LOCK:
-        if _ENV_PROVIDER is None:
-            _ENV_PROVIDER = provider_from_env()
-        return _ENV_PROVIDER
-
-
-def provider_from_env(environ: Mapping[str, str] | None = None) -> SdkTracerProvider:
-    """An SDK provider configured the way the SDK's autoconfiguration would, from ``OTEL_*``:
-    sampler, limits and resource by the SDK itself; exporters from ``OTEL_TRACES_EXPORTER``
-    (``otlp`` over HTTP/protobuf, ``console``, ``none``) behind a batch span processor.
-    The service name falls back to ``POWERTOOLS_SERVICE_NAME``, then the Lambda function name."""
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-
-    environ = os.environ if environ is None else environ
-    attributes: dict[str, Any] = {}
-    if "OTEL_SERVICE_NAME" not in environ and "service.name=" not in environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
-        service = environ.get("POWERTOOLS_SERVICE_NAME") or environ.get("AWS_LAMBDA_FUNCTION_NAME")
-        if service:
-            attributes[SERVICE_NAME] = service
-    provider = SdkTracerProvider(resource=Resource.create(attributes))
-    for name in {n.strip().lower() for n in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")} - {"", "none"}:
-        exporter: SpanExporter
-        if name == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            exporter = OTLPSpanExporter()
-        elif name == "console":
-            exporter = ConsoleSpanExporter(out=sys.stdout)  # today's stdout, not the one at import
-        else:
-            logger.warning("OTEL_TRACES_EXPORTER=%r is not supported by observed_batch; use otlp or console", name)
-            continue
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    return provider
 
 
 def _never_samples(tracer: trace.Tracer, parent: SpanContext) -> bool:

@@ -81,7 +81,9 @@ class Breaker:
                 self.max_s,
             )
         else:
-            logger.debug("observed_batch: %s backend still unavailable (%s); next try in %.0f s", self.name, reason, backoff)
+            logger.debug(
+                "observed_batch: %s backend still unavailable (%s); next try in %.0f s", self.name, reason, backoff
+            )
 
     def succeeded(self) -> None:
         """The backend answered: close (a no-op while closed)."""

@@ -54,7 +54,7 @@ class Chain:
         budget = 0
         for middleware in self._budget:
             try:
-                budget += max(0, int(middleware.flush_budget_ms()))
+                budget += max(0, int(middleware.flush_budget_ms(batch)))
             except Exception as exc:
                 _contain(batch, middleware, "flush_budget_ms", exc)
         batch.telemetry_budget_ms = budget

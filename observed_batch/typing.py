@@ -336,7 +336,7 @@ class Middleware:
         Any wait in here (a flush) takes at most ``batch.wait_budget_s(timeout_ms)`` seconds.
         """
 
-    def flush_budget_ms(self) -> int:
+    def flush_budget_ms(self, batch: BatchContext) -> int:
         """The longest ``on_batch_end`` may wait in this invocation (e.g. its flush timeout; 0 while its
         backend's breaker is open). Asked after ``on_batch_start``; ``timeout_guard`` keeps the sum free."""
         return 0

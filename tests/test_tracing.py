@@ -50,8 +50,10 @@ from observed_batch import (
     process_partial_response,
 )
 from observed_batch.middleware import TracingMiddleware
+from observed_batch.middleware import _otel_export as otel_export
 from observed_batch.middleware import tracing as tracing_module
 from observed_batch.testing import (
+    RecordingMiddleware,
     dynamodb_event,
     kafka_event,
     kinesis_event,
@@ -1303,29 +1305,29 @@ def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.005)
 
 
-def test_invocations_during_a_stuck_flush_wait_their_timeout_and_share_the_next_flush() -> None:
+def test_a_stuck_flush_opens_the_breaker_and_later_invocations_neither_trace_nor_wait() -> None:
     # GIVEN a provider whose flush hangs, and a 50 ms flush timeout
     provider = SlowFlushProvider()
     middleware = tracing(provider, flush_timeout_ms=50)
 
-    # WHEN three invocations run while the first flush hangs, then the collector recovers
-    for invocation in range(3):
-        assert process(sqs_event(2), message_id, [middleware]) == {"batchItemFailures": []}
-        if invocation == 0:
-            _wait_until(lambda: provider.flushes == 1)
+    # WHEN three invocations of two records run while the collector does not answer
+    summaries = []
+    for _ in range(3):
+        recorder = RecordingMiddleware()
+        assert process(sqs_event(2), message_id, [recorder, middleware]) == {"batchItemFailures": []}
+        summaries.append(recorder.events[-1][2])
     provider.release.set()
-    _wait_until(lambda: provider.flushes == 2)
-    time.sleep(0.05)
 
-    # THEN the two waiting invocations were served by a single further flush
-    assert provider.flushes == 2
+    # THEN only the first invocation asked for a flush; the others made no span and counted theirs as dropped
+    assert provider.flushes == 1
+    assert [s.telemetry_dropped for s in summaries] == [{}, {"otel": 2}, {"otel": 2}]
 
 
 def test_the_flush_thread_stops_when_idle_and_restarts_on_demand(
     monkeypatch: pytest.MonkeyPatch, provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
     # GIVEN a flush thread that stops after 50 ms without work
-    monkeypatch.setattr(tracing_module, "_FLUSHER_IDLE_S", 0.05)
+    monkeypatch.setattr(otel_export, "_FLUSHER_IDLE_S", 0.05)
     middleware = tracing(provider)
     process(sqs_event(1), message_id, [middleware])
     flusher = middleware._flusher

@@ -28,8 +28,9 @@ from opentelemetry.util._once import Once
 from otlp_receiver import OtlpReceiver, closed_endpoint
 
 import observed_batch as ob
+from observed_batch.breaker import Breaker
 from observed_batch.middleware import TracingMiddleware
-from observed_batch.middleware import tracing as tracing_module
+from observed_batch.middleware import _otel_export as otel_export
 from observed_batch.testing import dynamodb_record, kafka_event, kinesis_record, sqs_record
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -142,9 +143,10 @@ def clean_otel_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     (the same reset as opentelemetry-test-utils' ``reset_trace_globals``)."""
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
     monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
-    monkeypatch.setattr(tracing_module, "_ENV_PROVIDER", None)
+    monkeypatch.setattr(otel_export, "_ENV_PROVIDER", None)
+    monkeypatch.setattr(otel_export, "ENV_BREAKER", Breaker("otel"))
     yield
-    created = tracing_module._ENV_PROVIDER
+    created = otel_export._ENV_PROVIDER
     if created is not None:
         created.shutdown()
 
@@ -181,7 +183,7 @@ def test_the_environment_provider_is_built_once_per_process(monkeypatch: pytest.
 
     # THEN they share one SDK provider
     assert first._provider is second._provider
-    assert first._provider is tracing_module._ENV_PROVIDER
+    assert first._provider is otel_export._ENV_PROVIDER
 
 
 @pytest.mark.usefixtures("clean_otel_globals")
@@ -198,7 +200,7 @@ def test_a_global_provider_set_after_the_processor_is_built_is_used() -> None:
 
     # THEN the application's provider got the span, and no other provider was built
     assert [s.name for s in exporter.get_finished_spans()] == ["process orders"]
-    assert tracing_module._ENV_PROVIDER is None
+    assert otel_export._ENV_PROVIDER is None
 
 
 @pytest.mark.parametrize(
@@ -219,7 +221,7 @@ def test_the_environment_provider_names_the_service_like_the_ecosystem(
         monkeypatch.setenv(variable, value)
 
     # WHEN the provider is built from the environment
-    provider = tracing_module.provider_from_env()
+    provider = otel_export.provider_from_env()
 
     # THEN OpenTelemetry's setting wins, then Powertools', then the function name
     assert provider.resource.attributes["service.name"] == service
@@ -229,7 +231,7 @@ def test_the_console_exporter_is_supported_and_unknown_exporters_are_reported(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN OTEL_TRACES_EXPORTER naming the console exporter and one observed_batch does not know
-    provider = tracing_module.provider_from_env({"OTEL_TRACES_EXPORTER": "console, zipkin"})
+    provider = otel_export.provider_from_env({"OTEL_TRACES_EXPORTER": "console, zipkin"})
 
     # WHEN a batch is traced with that provider
     processor = ob.BatchProcessor(ob.EventType.SQS, middleware=[TracingMiddleware(tracer_provider=provider)])
