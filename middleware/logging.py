@@ -457,4 +457,5 @@ class LoggingMiddleware(Middleware):
             skipped=summary.skipped,
             duration_ms=round(summary.duration_ms, 3),
             failed_message_ids=failed_ids,
+            **({"telemetry_dropped": dict(summary.telemetry_dropped)} if summary.telemetry_dropped else {}),
         )

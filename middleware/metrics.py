@@ -26,11 +26,14 @@ from observed_batch.errors import ConfigError
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
 __all__ = [
+    "BACKEND_DIMENSION",
     "DEFAULT_DIMENSION_SETS",
     "DEFAULT_NAMESPACE",
     "DEFAULT_SERVICE",
     "METRICS",
     "SERVICE_DIMENSION",
+    "TELEMETRY_DIMENSION_SETS",
+    "TELEMETRY_METRICS",
     "MetricDefinition",
     "MetricsMiddleware",
 ]
@@ -76,12 +79,33 @@ METRICS: Final = (
 SERVICE_DIMENSION: Final = "service"
 #: Dimension sets of every document; configured extra dimensions add one more set.
 DEFAULT_DIMENSION_SETS: Final = ((SERVICE_DIMENSION,),)
+#: Emitted only by invocations that dropped telemetry: one small document per backend (``otel``,
+#: ``sentry``), so the main document keeps its one directive and its size.
+TELEMETRY_METRICS: Final = (
+    MetricDefinition(
+        "TelemetryDropped",
+        "Count",
+        "count",
+        "Spans / events not sent because their backend was down (its breaker open, or a failed flush).",
+    ),
+)
+BACKEND_DIMENSION: Final = "backend"
+TELEMETRY_DIMENSION_SETS: Final = ((SERVICE_DIMENSION, BACKEND_DIMENSION),)
 DEFAULT_NAMESPACE: Final = "ObservedBatch"
 DEFAULT_SERVICE: Final = "service_undefined"
 
 _DESTINATION_TOKENS = frozenset({"destination", "queue", "stream", "table", "topic"})
 _FUNCTION_NAME = "function_name"
-_RESERVED = frozenset({"_aws", SERVICE_DIMENSION, _FUNCTION_NAME, *_DESTINATION_TOKENS, *(m.name for m in METRICS)})
+_RESERVED = frozenset(
+    {
+        "_aws",
+        SERVICE_DIMENSION,
+        BACKEND_DIMENSION,
+        _FUNCTION_NAME,
+        *_DESTINATION_TOKENS,
+        *(m.name for m in (*METRICS, *TELEMETRY_METRICS)),
+    }
+)
 _NAMESPACE = re.compile(r"^[A-Za-z0-9.\-_/#: ]{1,255}$")
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+$")
 
@@ -141,6 +165,19 @@ class MetricsMiddleware(Middleware):
         if self._disabled:
             return
         self._sink(json.dumps(self.document(batch, summary, durations), separators=(",", ":"), allow_nan=False))
+        for backend, dropped in summary.telemetry_dropped.items():
+            self._sink(json.dumps(self.dropped_document(batch, backend, dropped), separators=(",", ":")))
+
+    def dropped_document(self, batch: BatchContext, backend: str, dropped: int) -> dict[str, Any]:
+        """The ``TelemetryDropped`` document of one backend for one batch."""
+        (metric,) = TELEMETRY_METRICS
+        return emf.document(
+            namespace=self.namespace,
+            dimension_sets=TELEMETRY_DIMENSION_SETS,
+            dimensions={SERVICE_DIMENSION: self.service, BACKEND_DIMENSION: backend},
+            metrics=[(metric.name, metric.unit, dropped)],
+            timestamp_ms=int(batch.started_at * 1000),
+        )
 
     def document(self, batch: BatchContext, summary: BatchSummary, durations_ns: Iterable[int] = ()) -> dict[str, Any]:
         """The EMF document for one finished batch (public so tools and tests can build one)."""

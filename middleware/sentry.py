@@ -19,8 +19,13 @@ unless ``include_local_variables`` (the handler's frames hold the record); a pyd
 
 Which client: an injected ``client=``; else the active one from the user's ``sentry_sdk.init``; else,
 when ``SENTRY_DSN`` is set, one created at construction from ``SENTRY_DSN`` / ``SENTRY_ENVIRONMENT`` /
-``SENTRY_RELEASE``; else the middleware does nothing (one info log at cold start). Each invocation
-ends with ``flush(flush_timeout_ms)``, so an unreachable Sentry costs at most that much latency.
+``SENTRY_RELEASE``; else the middleware does nothing (one info log at cold start).
+
+Deadlines: an invocation that captured something ends with ``flush()``, bounded by ``flush_timeout_ms``
+and by the invocation's deadline budget (``BatchContext.wait_budget_s``); one that captured nothing does
+not flush. A flush that runs out of time, or an envelope the transport could not deliver (connection
+refused, 5xx), opens the client's breaker: while it is open, nothing is captured or flushed and the
+events that would have been sent are counted in ``BatchSummary.telemetry_dropped["sentry"]``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import json
 import logging
 import os
 import sys
+import time
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +44,11 @@ import sentry_sdk
 from sentry_sdk.client import BaseClient
 from sentry_sdk.utils import event_from_exception
 
+from observed_batch.breaker import Breaker
 from observed_batch.errors import ConfigError
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
+
+from ._sentry_compat import watch_transport
 
 if TYPE_CHECKING:
     from sentry_sdk.types import Event
@@ -65,15 +75,28 @@ _MAX_EXCEPTION_TYPES = 20
 _MAX_VALIDATION_ERRORS = 10
 _MAX_CHAIN = 10
 _OTHER_TYPES = "(other)"
+#: ``BatchSummary.telemetry_dropped`` key and ``TelemetryDropped`` dimension value of this backend.
+BACKEND = "sentry"
+#: One breaker per client, shared by every middleware that sends through it.
+_BREAKERS: weakref.WeakKeyDictionary[BaseClient, Breaker] = weakref.WeakKeyDictionary()
+
+
+def breaker_for(client: BaseClient) -> Breaker:
+    breaker = _BREAKERS.get(client)
+    if breaker is None:
+        breaker = _BREAKERS[client] = Breaker(BACKEND)
+        watch_transport(client, breaker)
+    return breaker
 
 
 class _BatchState:
     """What one invocation has sent and held back (lives in ``batch.scratch``)."""
 
-    __slots__ = ("client", "destination", "sent", "suppressed", "suppressed_ids", "suppressed_types")
+    __slots__ = ("breaker", "client", "destination", "sent", "suppressed", "suppressed_ids", "suppressed_types")
 
-    def __init__(self, client: BaseClient) -> None:
+    def __init__(self, client: BaseClient, breaker: Breaker) -> None:
         self.client = client
+        self.breaker = breaker
         #: Where the held-back records came from (Kafka: the topic, which the batch's ARN does not name).
         self.destination: str | None = None
         self.sent = 0
@@ -127,7 +150,7 @@ class SentryMiddleware(Middleware):
         # Resolved per invocation: a user may call sentry_sdk.init after building the processor.
         client = self._client if self._client is not None else sentry_sdk.get_client()
         if _can_send(client):
-            batch.scratch[self.name] = _BatchState(client)
+            batch.scratch[self] = _BatchState(client, breaker_for(client))
         else:
             batch.skip_record_hooks(self)  # no DSN: nothing to capture, nothing to pay per record
 
@@ -135,7 +158,7 @@ class SentryMiddleware(Middleware):
         yield
         if record.outcome is not Outcome.FAILURE:
             return
-        state: _BatchState | None = record.batch.scratch.get(self.name)
+        state: _BatchState | None = record.batch.scratch.get(self)
         exc_info = record.exc_info
         # BaseExceptions (KeyboardInterrupt, task cancellation) end the invocation: not a record's failure.
         if state is None or exc_info is None or not isinstance(exc_info[1], Exception):
@@ -144,16 +167,40 @@ class SentryMiddleware(Middleware):
             state.hold_back(record, exc_info[1])
             return
         state.sent += 1
+        if state.breaker.is_open:
+            # Sentry is down: the event is counted (in time for the logging summary line), not built or sent.
+            record.batch.summary.add_dropped(BACKEND, 1)
+            return
         self._capture(record, exc_info, state.client)
 
+    def flush_budget_ms(self, batch: BatchContext) -> int:
+        state: _BatchState | None = batch.scratch.get(self)
+        if state is None or state.breaker.is_open:
+            return 0
+        return int(self._flush_timeout_s * 1000)
+
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
-        state: _BatchState | None = batch.scratch.get(self.name)
-        if state is None:
+        state: _BatchState | None = batch.scratch.pop(self, None)
+        if state is None or not (state.sent or state.suppressed):
+            return  # nothing captured: nothing to flush
+        breaker = state.breaker
+        if breaker.is_open:
+            summary.add_dropped(BACKEND, 1 if state.suppressed else 0)
             return
         if state.suppressed:
             self._capture_summary(batch, summary, state)
-        if self._flush_timeout_s > 0:
-            state.client.flush(timeout=self._flush_timeout_s)
+        timeout_s = batch.wait_budget_s(int(self._flush_timeout_s * 1000))
+        if timeout_s <= 0:
+            return
+        failures, dropped = breaker.failures, breaker.dropped
+        started = time.monotonic()
+        state.client.flush(timeout=timeout_s)
+        # flush() returns nothing either way: a flush that used up its time left events behind.
+        if time.monotonic() - started >= timeout_s * 0.95:
+            breaker.failed(f"flush did not finish within {timeout_s * 1000:.0f} ms")
+        elif breaker.failures == failures:
+            breaker.succeeded()
+        summary.add_dropped(BACKEND, breaker.dropped - dropped)
 
     # -- events -------------------------------------------------------------------------------
     def _capture(self, record: RecordContext, exc_info: Any, client: BaseClient) -> None:

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from observed_batch import BatchProcessor, ConfigError, EventType, process_partial_response
+from observed_batch import (
+    BatchContext,
+    BatchProcessor,
+    BatchSummary,
+    ConfigError,
+    EventType,
+    Middleware,
+    process_partial_response,
+)
 from observed_batch import dashboards as dashboards_module
 from observed_batch.cli import main
 from observed_batch.cli.dashboard import command
@@ -25,7 +33,12 @@ from observed_batch.dashboards import (
     render_alarms,
 )
 from observed_batch.middleware import MetricsMiddleware
-from observed_batch.middleware.metrics import DEFAULT_DIMENSION_SETS, METRICS
+from observed_batch.middleware.metrics import (
+    DEFAULT_DIMENSION_SETS,
+    METRICS,
+    TELEMETRY_DIMENSION_SETS,
+    TELEMETRY_METRICS,
+)
 from observed_batch.testing import FakeLambdaContext, sqs_fifo_event
 
 WIDGET_TYPES = {"metric", "text", "log", "alarm", "explorer"}
@@ -118,10 +131,17 @@ def queried_metrics(body: dict[str, Any], namespace: str) -> dict[tuple[str, fro
     return queried
 
 
+class _DroppingTelemetry(Middleware):
+    """Stands for a tracing backend whose breaker is open: each batch drops its spans."""
+
+    def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
+        summary.add_dropped("otel", batch.size)
+
+
 def emitted_metrics() -> set[tuple[str, frozenset[str]]]:
-    """What the middleware actually writes for a batch with every kind of outcome."""
+    """What the middleware actually writes for a batch with every kind of outcome and dropped telemetry."""
     lines: list[str] = []
-    processor = BatchProcessor(EventType.SQS, middleware=[MetricsMiddleware(sink=lines.append)])
+    processor = BatchProcessor(EventType.SQS, middleware=[MetricsMiddleware(sink=lines.append), _DroppingTelemetry()])
 
     def handler(record: Any) -> str:
         if record.message_id == processor.records[1]["messageId"]:
@@ -129,10 +149,10 @@ def emitted_metrics() -> set[tuple[str, frozenset[str]]]:
         return "ok"
 
     process_partial_response(sqs_fifo_event(4, queue="orders"), handler, processor, FakeLambdaContext())
-    (document,) = (json.loads(line) for line in lines)
-    directive = document["_aws"]["CloudWatchMetrics"][0]
+    directives = [json.loads(line)["_aws"]["CloudWatchMetrics"][0] for line in lines]
     return {
         (metric["Name"], frozenset(dimension_set))
+        for directive in directives
         for metric in directive["Metrics"]
         for dimension_set in directive["Dimensions"]
     }
@@ -224,14 +244,16 @@ def test_dashboard_queries_exactly_what_the_middleware_emits() -> None:
     # THEN both query every emitted metric + dimension set and nothing else
     assert set(shipped) == emitted
     assert set(rendered) == emitted
-    assert emitted == {(m.name, frozenset(s)) for m in METRICS for s in DEFAULT_DIMENSION_SETS}
+    assert emitted == {(m.name, frozenset(s)) for m in METRICS for s in DEFAULT_DIMENSION_SETS} | {
+        (m.name, frozenset(s)) for m in TELEMETRY_METRICS for s in TELEMETRY_DIMENSION_SETS
+    }
 
 
 def test_dashboard_reads_counts_as_sums_and_distributions_as_percentiles() -> None:
     # GIVEN the statistics the shipped body asks for
     queried = queried_metrics(load(), PLACEHOLDERS["namespace"])
     # THEN distributions are read through percentiles, per-record counts through sums
-    for metric in METRICS:
+    for metric in (*METRICS, *TELEMETRY_METRICS):
         stats = set().union(*(s for (name, _), s in queried.items() if name == metric.name))
         if metric.kind == "distribution":
             assert stats, metric.name
