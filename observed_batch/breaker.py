@@ -64,12 +64,16 @@ class Breaker:
         return self._backoff_s
 
     def failed(self, reason: str) -> None:
-        """The backend failed or timed out: open, or after a failed trial open again for twice as long."""
+        """The backend failed or timed out: open; after a failed trial, open again for twice as long.
+        Further failures reported while open (the rest of the same flush) change nothing."""
         with self._lock:
             self.failures += 1
+            now = self._clock()
+            if self._retry_at is not None and now < self._retry_at:
+                return
             opening = self._retry_at is None
             self._backoff_s = self.base_s if opening else min(self._backoff_s * 2, self.max_s)
-            self._retry_at = self._clock() + self._backoff_s
+            self._retry_at = now + self._backoff_s
             backoff = self._backoff_s
         if opening:
             logger.warning(
@@ -81,9 +85,7 @@ class Breaker:
                 self.max_s,
             )
         else:
-            logger.debug(
-                "observed_batch: %s backend still unavailable (%s); next try in %.0f s", self.name, reason, backoff
-            )
+            logger.debug("observed_batch: %s backend still down (%s); next try in %.0f s", self.name, reason, backoff)
 
     def succeeded(self) -> None:
         """The backend answered: close (a no-op while closed)."""

@@ -39,8 +39,8 @@ class QuietHandler(BaseHTTPRequestHandler):
 class LoopbackServer:
     """A threaded HTTP server on 127.0.0.1 (random port), served from a daemon thread named ``name``."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], name: str) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    def __init__(self, handler: type[BaseHTTPRequestHandler], name: str, port: int = 0) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True

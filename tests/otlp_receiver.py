@@ -89,7 +89,7 @@ def _decode(payload: bytes) -> list[ReceivedSpan]:
 class OtlpReceiver(LoopbackServer):
     """A threaded HTTP server on 127.0.0.1 (random port) that decodes the trace exports it receives."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.spans: list[ReceivedSpan] = []
         self.requests = 0
         self.content_types: list[str] = []
@@ -118,7 +118,7 @@ class OtlpReceiver(LoopbackServer):
                     receiver._condition.notify_all()
                 self._reply(200, ExportTraceServiceResponse().SerializeToString())
 
-        super().__init__(Handler, name="otlp-receiver")
+        super().__init__(Handler, name="otlp-receiver", port=port)
 
     @property
     def base_url(self) -> str:

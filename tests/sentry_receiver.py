@@ -93,7 +93,7 @@ def _decompress(body: bytes, encoding: str) -> bytes | None:
 class SentryReceiver(LoopbackServer):
     """A threaded HTTP server on 127.0.0.1 (random port) that stores the envelopes it receives."""
 
-    def __init__(self, mode: Literal["ok", "hang"] = "ok", status: int = 200) -> None:
+    def __init__(self, mode: Literal["ok", "hang"] = "ok", status: int = 200, port: int = 0) -> None:
         self.mode = mode
         self.status = status
         self.envelopes: list[Envelope] = []
@@ -140,7 +140,7 @@ class SentryReceiver(LoopbackServer):
                     stats = {"requests": receiver.requests, "events": len(receiver._event_payloads())}
                 self._reply(200, json.dumps(stats).encode())
 
-        super().__init__(Handler, name="sentry-receiver")
+        super().__init__(Handler, name="sentry-receiver", port=port)
 
     @property
     def dsn(self) -> str:
