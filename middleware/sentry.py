@@ -175,8 +175,8 @@ class SentryMiddleware(Middleware):
 
     def flush_budget_ms(self, batch: BatchContext) -> int:
         state: _BatchState | None = batch.scratch.get(self)
-        if state is None or state.breaker.is_open:
-            return 0
+        if state is None or not (state.sent or state.suppressed) or state.breaker.is_open:
+            return 0  # a batch without captured failures does not flush
         return int(self._flush_timeout_s * 1000)
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:

@@ -10,8 +10,9 @@ succeeded are deleted / checkpointed.
 What the rest of the invocation needs, checked before each record:
 
 - the margin, ``max(min_remaining_ms, remaining_fraction * time remaining at batch start)``;
-- the end-of-batch telemetry budget, ``batch.telemetry_budget_ms``: the flush timeouts of the enabled
-  middlewares whose backend is up (0 for a backend whose breaker is open);
+- the end-of-batch telemetry budget, ``batch.telemetry_budget_ms()``: the flush timeouts of the enabled
+  middlewares that have something to flush and whose backend is up (0 for a backend whose breaker is
+  open). Those flushes are bounded by the deadline anyway; keeping their time free lets them finish;
 - with ``estimate=True`` (the default), a moving average of how long this batch's records took inside
   the guard (the handler), and (sync processing) of the time each record spends outside it: Powertools'
   bookkeeping and the middlewares placed before the guard. The fixed margin alone only protects handlers
@@ -57,6 +58,7 @@ class _BatchState:
         "tripped_at_ms",
         "tripped_index",
         "tripped_needed_ms",
+        "tripped_telemetry_ms",
     )
 
     def __init__(self, initial_ms: int, margin_ms: float) -> None:
@@ -70,6 +72,7 @@ class _BatchState:
         self.tripped_index: int | None = None
         self.tripped_at_ms: int | None = None
         self.tripped_needed_ms = 0.0
+        self.tripped_telemetry_ms = 0
 
 
 def _smoothed(average: float | None, sample: float) -> float:
@@ -140,13 +143,15 @@ class TimeoutGuardMiddleware(Middleware):
         if self.estimate and state.last_exit is not None and not batch.is_async:
             state.outside_ms = _smoothed(state.outside_ms, (entered - state.last_exit) * 1000.0)
         remaining = batch.remaining_time_ms()
-        needed = state.margin_ms + batch.telemetry_budget_ms
+        telemetry_ms = batch.telemetry_budget_ms()
+        needed = state.margin_ms + telemetry_ms
         if self.estimate:
             needed += (state.average_ms or 0.0) + (state.outside_ms or 0.0)
         if remaining is not None and remaining < needed:
             state.tripped_index = record.index
             state.tripped_at_ms = remaining
             state.tripped_needed_ms = needed
+            state.tripped_telemetry_ms = telemetry_ms
             raise FailRecord(
                 REASON,
                 f"not processed: {remaining} ms were left when record {record.index} was due, below the"
@@ -172,7 +177,7 @@ class TimeoutGuardMiddleware(Middleware):
             state.tripped_index,
             state.tripped_needed_ms,
             state.margin_ms,
-            batch.telemetry_budget_ms,
+            state.tripped_telemetry_ms,
             _estimate_text(state) if self.estimate else "",
         )
 

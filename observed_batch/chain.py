@@ -46,18 +46,22 @@ class Chain:
 
     def start_batch(self, batch: BatchContext) -> None:
         batch._wrapping = self._record  # on_batch_start may narrow it (BatchContext.skip_record_hooks)
+        batch._chain = self
         for middleware in self._start:
             try:
                 middleware.on_batch_start(batch)
             except Exception as exc:
                 _contain(batch, middleware, "on_batch_start", exc)
+
+    def telemetry_budget_ms(self, batch: BatchContext) -> int:
+        """Sum of the middlewares' ``flush_budget_ms`` now (see ``BatchContext.telemetry_budget_ms``)."""
         budget = 0
         for middleware in self._budget:
             try:
                 budget += max(0, int(middleware.flush_budget_ms(batch)))
             except Exception as exc:
                 _contain(batch, middleware, "flush_budget_ms", exc)
-        batch.telemetry_budget_ms = budget
+        return budget
 
     def end_batch(self, batch: BatchContext) -> None:
         summary = batch.summary

@@ -51,6 +51,7 @@ class BatchContext:
     """One invocation's batch, shared by all its records (read-only for middlewares, but ``scratch``)."""
 
     __slots__ = (
+        "_chain",
         "_destination",
         "_next_index",
         "_stop",
@@ -66,7 +67,6 @@ class BatchContext:
         "started_at",
         "started_ns",
         "summary",
-        "telemetry_budget_ms",
     )
 
     def __init__(
@@ -98,9 +98,8 @@ class BatchContext:
         #: Set once a ``FailRecord(rest_of_batch=True)`` stopped the batch: the ``exc_info`` every
         #: later record is failed with, without entering any middleware.
         self._stop: ExceptionInfo | None = None
-        #: The most the chain's ``on_batch_end`` hooks may wait in all (sum of ``Middleware.flush_budget_ms``,
-        #: set by the chain after ``on_batch_start``). ``timeout_guard`` keeps this much time free.
-        self.telemetry_budget_ms = 0
+        #: The chain running this batch (set by it), for ``telemetry_budget_ms``.
+        self._chain: Any = None
 
     def next_index(self) -> int:
         """Position of the next record to start (records start in batch order, also when async)."""
@@ -147,6 +146,13 @@ class BatchContext:
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter_ns() - self.started_ns) / 1e6
+
+    def telemetry_budget_ms(self) -> int:
+        """The most the chain's ``on_batch_end`` hooks would wait if the batch ended now: the sum of the
+        middlewares' ``flush_budget_ms`` (0 for a backend whose breaker is open, or with nothing to flush
+        yet). ``timeout_guard`` keeps this much time free before each record."""
+        chain = self._chain
+        return 0 if chain is None else int(chain.telemetry_budget_ms(self))
 
     def time_left_ms(self) -> int | None:
         """Milliseconds telemetry may still use: the remaining Lambda time minus ``DEADLINE_RESERVE_MS``
@@ -337,6 +343,7 @@ class Middleware:
         """
 
     def flush_budget_ms(self, batch: BatchContext) -> int:
-        """The longest ``on_batch_end`` may wait in this invocation (e.g. its flush timeout; 0 while its
-        backend's breaker is open). Asked after ``on_batch_start``; ``timeout_guard`` keeps the sum free."""
+        """The longest ``on_batch_end`` would wait if the batch ended now (e.g. its flush timeout; 0 while
+        its backend's breaker is open or it has nothing to send). ``timeout_guard`` asks before each record
+        and keeps the sum of all middlewares' answers free."""
         return 0
