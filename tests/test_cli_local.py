@@ -457,6 +457,126 @@ def test_handler_exception_exits_one_with_one_line_and_the_report(runner: CliRun
     assert "about to fail" in result.stdout
 
 
+DEEP_FAILING_APP = """
+    from observed_batch import BatchProcessor, EventType, process_partial_response
+
+    processor = BatchProcessor(EventType.SQS)
+
+    def check(order, depth):
+        if depth:
+            return check(order, depth - 1)
+        raise LookupError(f"no stock for {order}\\ncontact the warehouse")
+
+    def record_handler(record):
+        check(record.message_id, 4)
+
+    def handler(event, context):
+        return process_partial_response(event, record_handler, processor, context)
+"""
+
+
+def test_all_records_failing_shows_each_records_exception_innermost_frames_first(
+    runner: CliRunner, workdir: Path
+) -> None:
+    # GIVEN a handler whose records all fail six frames deep
+    write_module(workdir, "deep_app", DEEP_FAILING_APP)
+    event = write_json(workdir / "e.json", build_event("sqs", 3))
+    # WHEN invoked
+    result = invoke(runner, "deep_app:handler", "--event", event)
+    out = result.stdout
+    # THEN it says plainly that all records failed and where their exceptions are
+    assert result.exit_code == 1
+    assert "Response: none. All 3 records failed, so Powertools raised BatchProcessingError" in out
+    assert "each record's exception is listed below" in out
+    assert error_line(result) == (
+        "Error: handler raised BatchProcessingError: all 3 records failed (each record's exception is in the report)"
+    )
+    # AND each record's exception: type and message; the innermost frames once, the outer ones counted
+    assert "Record exceptions (3, in the order the records failed)" in out
+    records = build_event("sqs", 3)["Records"]
+    for number, record in enumerate(records, 1):
+        assert f"  {number}. LookupError: no stock for {record['messageId']}" in out
+    assert out.count("Traceback (most recent call last):") == 1
+    assert "         … 8 lines cut (4 outer frames; --json has the full traceback)" in out
+    assert 'File "deep_app.py", line 9, in check' in out
+    assert "(raised where #1 was)" in out
+    # AND no tail of Powertools' message pointing at errors "logged separately below"
+    assert "logged separately below" not in out
+
+
+def test_json_report_has_each_records_exception(runner: CliRunner, workdir: Path) -> None:
+    # GIVEN the same handler WHEN invoked with --json
+    write_module(workdir, "deep_app2", DEEP_FAILING_APP)
+    result = invoke(
+        runner, "deep_app2:handler", "--event", write_json(workdir / "e.json", build_event("sqs", 2)), "--json"
+    )
+    # THEN each record's exception has its type, message, every frame and the full traceback
+    error = json.loads(result.stdout)["error"]
+    assert error["type"] == "BatchProcessingError"
+    assert [item["type"] for item in error["record_exceptions"]] == ["LookupError", "LookupError"]
+    first = error["record_exceptions"][0]
+    assert first["message"].endswith("\ncontact the warehouse")
+    assert [frame["function"] for frame in first["frames"]][-6:] == ["record_handler", *["check"] * 5]
+    assert first["traceback"].startswith("Traceback (most recent call last):")
+
+
+def test_a_deep_handler_exception_shows_its_innermost_frames_and_a_cut_marker(runner: CliRunner, workdir: Path) -> None:
+    # GIVEN a handler raising eight frames deep, with a cause
+    write_module(
+        workdir,
+        "deep_raise_app",
+        """
+        def dive(depth):
+            if depth:
+                return dive(depth - 1)
+            try:
+                {}["config"]
+            except KeyError as exc:
+                raise RuntimeError("cannot start") from exc
+
+        def handler(event, context):
+            dive(6)
+        """,
+    )
+    # WHEN invoked
+    result = invoke(runner, "deep_raise_app:handler", "--event", write_json(workdir / "e.json", {"Records": [{}]}))
+    # THEN the 3 innermost frames, a marker counting the cut lines, the exception line and its cause
+    lines = result.stdout.splitlines()
+    start = lines.index("  Traceback (most recent call last):")
+    assert lines[start + 1] == "    … 10 lines cut (5 outer frames; --json has the full traceback)"
+    assert lines[start + 2 : start + 8 : 2] == [f'    File "deep_raise_app.py", line {n}, in dive' for n in (4, 4, 8)]
+    assert lines[start + 8 : start + 10] == ["  RuntimeError: cannot start", "  (caused by KeyError: 'config')"]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["invoke", "app:", "--event", "e.json"],
+        ["sample-event", "sqs-fifo", "--source-name", "orders"],
+        ["dashboard", "--function", "orders consumer"],
+    ],
+    ids=["invoke", "sample-event", "dashboard"],
+)
+def test_every_command_reports_a_usage_problem_as_one_line_with_exit_two(
+    runner: CliRunner, workdir: Path, arguments: list[str]
+) -> None:
+    # GIVEN / WHEN a command asked something it cannot do
+    result = runner.invoke(main, arguments)
+    # THEN click's format: exactly one "Error: ..." line on stderr, no usage block, exit code 2
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("Error: ")
+
+
+def test_doctor_errors_are_usage_problems() -> None:
+    # GIVEN doctor's credential/connection error WHEN compared with the shared class THEN it is one
+    from observed_batch.cli.doctor import DoctorError
+
+    assert issubclass(DoctorError, UsageProblem)
+    assert DoctorError("x").exit_code == 2
+    assert UsageProblem("first line\nsecond line").message == "first line"
+
+
 def test_handler_exception_is_in_the_json_report(runner: CliRunner, workdir: Path) -> None:
     # GIVEN a raising handler WHEN invoked with --json
     write_module(workdir, "raising_app2", RAISING_HANDLER)
@@ -487,15 +607,52 @@ def test_module_failing_at_import_exits_one(runner: CliRunner, workdir: Path, co
     assert error_line(result).startswith(expected)
 
 
-@pytest.mark.parametrize("spec", ["app.handler", "app:", ":handler", "my-app:handler", "app:handler.", "1app:h"])
+@pytest.mark.parametrize(
+    "spec", ["app", "app.", ".handler", "app:", ":handler", "my-app:handler", "app:handler.", "1app:h", "a.1h"]
+)
 def test_malformed_handler_spec_exits_two(runner: CliRunner, workdir: Path, spec: str) -> None:
-    # GIVEN / WHEN a handler spec that is not MODULE:HANDLER
+    # GIVEN / WHEN a handler spec that is neither MODULE:HANDLER nor MODULE.HANDLER
     result = invoke(runner, spec, "--event", write_json(workdir / "event.json", {"Records": []}))
     # THEN one line saying what is expected, exit code 2
     assert result.exit_code == 2
     assert error_line(result) == (
-        f"Error: expected MODULE:HANDLER such as examples.sqs_orders.app:handler, got {spec!r}"
+        "Error: expected MODULE:HANDLER or MODULE.HANDLER such as examples.sqs_orders.app:handler or"
+        f" examples.sqs_orders.app.handler, got {spec!r}"
     )
+
+
+@pytest.mark.parametrize("spec", ["dotted_app.handler", "pkg.dotted_mod.handler", "dotted_app:handler"])
+def test_handler_spec_in_lambda_dotted_form_is_accepted(runner: CliRunner, workdir: Path, spec: str) -> None:
+    # GIVEN a module and a package module with a handler, named as a SAM template's Handler: names them
+    handler = "def handler(event, context):\n    return {'batchItemFailures': []}\n"
+    write_module(workdir, "dotted_app", handler)
+    (workdir / "pkg").mkdir()
+    (workdir / "pkg" / "__init__.py").write_text("")
+    write_module(workdir / "pkg", "dotted_mod", handler)
+    # WHEN invoked as module.function (the last dot splits) or module:function
+    result = invoke(runner, spec, "--event", write_json(workdir / "event.json", {"Records": [{}]}))
+    # THEN the handler ran
+    assert result.exit_code == 0, result.output
+    assert "Response: all 1 records succeeded" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("nowhere.handler", "Error: cannot import 'nowhere': no module named 'nowhere'"),
+        ("plain_app.missing", "Error: module 'plain_app' has no attribute 'missing'"),
+    ],
+)
+def test_dotted_spec_naming_a_missing_module_or_function_exits_two(
+    runner: CliRunner, workdir: Path, spec: str, expected: str
+) -> None:
+    # GIVEN a module without the named function (and a module that does not exist)
+    write_module(workdir, "plain_app", "VALUE = 42\n")
+    # WHEN invoked in the dotted form THEN one clear line naming what is missing, exit code 2
+    result = invoke(runner, spec, "--event", write_json(workdir / "event.json", {"Records": []}))
+    assert result.exit_code == 2
+    assert error_line(result).startswith(expected)
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
@@ -671,15 +828,74 @@ def test_every_invoke_is_a_cold_start(runner: CliRunner, workdir: Path) -> None:
     assert (workdir / "imports.txt").read_text() == "xx"
 
 
-def test_plain_output_without_middleware_hints_at_the_configuration(runner: CliRunner, workdir: Path) -> None:
+def test_plain_output_is_shown_as_handler_output(runner: CliRunner, workdir: Path) -> None:
     # GIVEN a handler that returns a non-batch response and prints
     write_module(workdir, "plain_app", "def handler(event, context):\n    print('hello')\n    return {'ok': True}\n")
     # WHEN invoked
     result = invoke(runner, "plain_app:handler", "--event", write_json(workdir / "e.json", {"Records": [{}]}))
-    # THEN the response is shown as such, the print under "Handler output", and a hint
+    # THEN the response is shown as such, the print under "Handler output", and why nothing was captured
     assert "Response (no batchItemFailures: not a partial batch response)" in result.stdout
     assert "Handler output (1 lines)\n  hello" in result.stdout
-    assert "No telemetry captured: is OBSERVED_BATCH_MIDDLEWARE set" in result.stdout
+    assert "No telemetry captured: the handler built no observed_batch processor." in result.stdout
+
+
+PROCESSOR_APP = """
+    from observed_batch import BatchProcessor, EventType, process_partial_response
+
+    processor = BatchProcessor(EventType.SQS)
+
+    def handler(event, context):
+        return process_partial_response(event, lambda record: None, processor, context)
+"""
+
+
+@pytest.mark.parametrize(
+    ("event", "env", "hint"),
+    [
+        ({"Records": [{}]}, [], "No telemetry captured: no middleware enabled (set OBSERVED_BATCH_MIDDLEWARE)."),
+        ({"Records": []}, ["OBSERVED_BATCH_MIDDLEWARE=metrics"], "No telemetry captured: the event has no records."),
+        (
+            {"Records": [{}]},
+            ["OBSERVED_BATCH_MIDDLEWARE=metrics", "OBSERVED_BATCH_DISABLED=true"],
+            "No telemetry captured: OBSERVED_BATCH_DISABLED is set.",
+        ),
+        (
+            kafka_event(2),
+            ["OBSERVED_BATCH_MIDDLEWARE=metrics"],
+            "No telemetry captured: unexpected event type (Unexpected batch event type.",
+        ),
+        ({"Records": [{}]}, ["OBSERVED_BATCH_MIDDLEWARE=timeout_guard"], "No telemetry captured (middleware enabled: "),
+    ],
+    ids=["no-middleware", "no-records", "disabled", "wrong-event-type", "silent-middleware"],
+)
+def test_no_telemetry_hint_states_only_what_holds(
+    runner: CliRunner, workdir: Path, event: dict[str, Any], env: list[str], hint: str
+) -> None:
+    # GIVEN an SQS processor configured by the environment
+    write_module(workdir, "processor_app", PROCESSOR_APP)
+    # WHEN invoked with an event and environment under which nothing is emitted
+    pairs = [argument for pair in env for argument in ("--env", pair)]
+    result = invoke(runner, "processor_app:handler", "--event", write_json(workdir / "e.json", event), *pairs)
+    # THEN the one hint that holds is shown, and no other
+    assert hint in result.stdout
+    hints = [line for line in result.stdout.splitlines() if line.startswith("No telemetry captured")]
+    assert len(hints) == 1
+    if any(pair.startswith("OBSERVED_BATCH_MIDDLEWARE=") for pair in env):
+        assert "set OBSERVED_BATCH_MIDDLEWARE" not in result.stdout
+
+
+def test_report_lists_the_middleware_of_each_processor_built(runner: CliRunner, workdir: Path) -> None:
+    # GIVEN a processor built at import with metrics enabled
+    write_module(workdir, "processor_app2", PROCESSOR_APP)
+    event = write_json(workdir / "e.json", build_event("sqs", 2))
+    # WHEN invoked with --json
+    result = invoke(
+        runner, "processor_app2:handler", "--event", event, "--env", "OBSERVED_BATCH_MIDDLEWARE=metrics", "--json"
+    )
+    # THEN the report names the chain, and no hint is needed: there is telemetry
+    report = json.loads(result.stdout)
+    assert (report["middleware"], report["disabled"]) == ([["metrics"]], False)
+    assert "No telemetry captured" not in render(report)
 
 
 def test_kafka_events_count_their_records(runner: CliRunner, workdir: Path) -> None:
@@ -984,13 +1200,18 @@ def test_keyboard_interrupt_aborts(runner: CliRunner, workdir: Path) -> None:
     assert "Response" not in result.stdout
 
 
-def test_report_shows_durations_in_readable_units() -> None:
-    # GIVEN a report whose EMF document has record ages from 0.5 ms to 2 days
-    metrics = [{"Name": "RecordAge", "Unit": "Milliseconds"}, {"Name": "BatchSize", "Unit": "Count"}]
+def test_report_shows_each_duration_metric_in_one_readable_unit() -> None:
+    # GIVEN a report whose EMF document has record ages from 0.5 ms to 2 days, processing times in ms
+    metrics = [
+        {"Name": "RecordAge", "Unit": "Milliseconds"},
+        {"Name": "RecordProcessingTime", "Unit": "Milliseconds"},
+        {"Name": "BatchSize", "Unit": "Count"},
+    ]
     document = {
         "_aws": {"CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [["service"]], "Metrics": metrics}]},
         "service": "orders",
         "RecordAge": {"Values": [0.5, 90_000, 172_800_000], "Counts": [1, 1, 1]},
+        "RecordProcessingTime": [0.25, 1.5, 1250],
         "BatchSize": 12_345,
     }
     report = {
@@ -1005,8 +1226,10 @@ def test_report_shows_durations_in_readable_units() -> None:
         "spans": [],
         "stdout": [],
     }
-    # WHEN rendered THEN small values stay in ms, large ones use s/min/h/d, big counts get separators
+    # WHEN rendered
     text = render(report)
-    assert "min 0.5  p50 1.5 min  max 2 d  (Milliseconds)" in text
+    # THEN each line has one unit, named once: the largest its median reaches; big counts get separators
+    assert "min 0.00000833  p50 1.5  max 2,880  (minutes)" in text
+    assert "min 0.25  p50 1.5  max 1,250  (ms)" in text
     assert "12,345  Count" in text
     assert "namespace N  dimensions service=orders" in text
