@@ -161,7 +161,16 @@ def test_sqs_sample_event_has_the_record_shape_lambda_delivers(runner: CliRunner
         assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()
 
 
+def _records(source: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records in the order Lambda (and Powertools) hand them over: Kafka's partition by partition."""
+    if source == "kafka":
+        return [record for batch in event["records"].values() for record in batch]
+    return list(event["Records"])
+
+
 def _payload(source: str, record: dict[str, Any]) -> dict[str, Any]:
+    if source == "kafka":
+        return dict(json.loads(base64.b64decode(record["value"])))
     if source in ("sqs", "sqs-fifo"):
         return dict(json.loads(record["body"]))
     if source == "kinesis":
@@ -170,12 +179,12 @@ def _payload(source: str, record: dict[str, Any]) -> dict[str, Any]:
     return {key: next(iter(value.values())) for key, value in image.items()}
 
 
-@pytest.mark.parametrize("source", ["sqs", "sqs-fifo", "kinesis", "dynamodb"])
+@pytest.mark.parametrize("source", ["sqs", "sqs-fifo", "kinesis", "dynamodb", "kafka"])
 def test_fail_every_marks_every_kth_record_as_poison(runner: CliRunner, source: str) -> None:
     # GIVEN / WHEN 10 records with --fail-every 3
     result = sample(runner, source, "--count", "10", "--fail-every", "3")
     # THEN records 3, 6 and 9 carry "fail": true, the others no marker
-    records = json.loads(result.stdout)["Records"]
+    records = _records(source, json.loads(result.stdout))
     poison = [index for index, record in enumerate(records) if _payload(source, record).get("fail") is True]
     assert poison == [2, 5, 8]
 
@@ -268,8 +277,84 @@ def test_build_event_reports_progress_every_thousand_records() -> None:
 
 def test_build_event_rejects_unknown_sources() -> None:
     # GIVEN / WHEN an unknown source THEN a usage error naming the valid ones
-    with pytest.raises(UsageProblem, match="unknown source 'sns'; valid: sqs, sqs-fifo, kinesis, dynamodb"):
+    with pytest.raises(UsageProblem, match="unknown source 'sns'; valid: sqs, sqs-fifo, kinesis, dynamodb, kafka"):
         build_event("sns", 1)
+    with pytest.raises(UsageProblem, match="unknown Kafka source 'confluent'; valid: msk, self-managed"):
+        build_event("kafka", 1, kafka_source="confluent")
+
+
+@pytest.mark.parametrize(("kafka_source", "event_source"), [("msk", "aws:kafka"), ("self-managed", "SelfManagedKafka")])
+def test_kafka_sample_event_has_the_shape_lambda_delivers(
+    runner: CliRunner, kafka_source: str, event_source: str
+) -> None:
+    # GIVEN / WHEN 12 Kafka records over 4 partitions of topic "payments"
+    arguments = ["--count", "12", "--partitions", "4", "--source-name", "payments", "--kafka-source", kafka_source]
+    event = json.loads(sample(runner, "kafka", *arguments, "--time", "1700000000000").stdout)
+    # THEN the event names its source: MSK with the cluster's ARN, self-managed with its brokers only
+    assert event["eventSource"] == event_source
+    assert event["bootstrapServers"]
+    assert event.get("eventSourceArn", "").startswith("arn:aws:kafka:") == (kafka_source == "msk")
+    # AND records are grouped under "topic-partition", offsets consecutive, keys on one partition each
+    records = _records("kafka", event)
+    assert len(records) == 12
+    for key, batch in event["records"].items():
+        assert {f"{record['topic']}-{record['partition']}" for record in batch} == {key}
+        assert [record["offset"] for record in batch] == list(range(1000, 1000 + len(batch)))
+    partitions_of_key: dict[str, set[int]] = {}
+    for record in records:
+        assert {"timestamp", "timestampType", "key", "value", "headers"} <= set(record)
+        assert record["timestamp"] <= 1_700_000_000_000
+        partitions_of_key.setdefault(record["key"], set()).add(record["partition"])
+        assert _payload("kafka", record)["order_id"].startswith("order-")
+    assert all(len(partitions) == 1 for partitions in partitions_of_key.values())
+
+
+KAFKA_APP = """
+    import json
+
+    from observed_batch import BatchProcessor, EventType, process_partial_response
+
+    processor = BatchProcessor(EventType.Kafka)
+
+    def record_handler(record):
+        order = json.loads(record.decoded_value)
+        if order.get("fail"):
+            raise ValueError(f"poison order {order['order_id']}")
+
+    def handler(event, context):
+        return process_partial_response(event, record_handler, processor, context)
+"""
+
+
+@pytest.mark.parametrize("kafka_source", ["msk", "self-managed"])
+def test_kafka_sample_event_is_processed_by_powertools_kafka_processor(
+    runner: CliRunner, workdir: Path, kafka_source: str
+) -> None:
+    # GIVEN a Kafka event with every 3rd record poison, and a handler with BatchProcessor(EventType.Kafka)
+    write_module(workdir, "kafka_orders_app", KAFKA_APP)
+    event_file = workdir / "kafka.json"
+    sample(runner, "kafka", "--count", "9", "--fail-every", "3", "--kafka-source", kafka_source, "-o", str(event_file))
+    records = _records("kafka", json.loads(event_file.read_text()))
+    poison = [record for record in records if _payload("kafka", record).get("fail")]
+    # WHEN invoked with the metrics middleware
+    result = invoke(
+        runner,
+        "kafka_orders_app.handler",
+        "--event",
+        str(event_file),
+        "--env",
+        "OBSERVED_BATCH_MIDDLEWARE=metrics",
+        "--json",
+    )
+    # THEN exactly the poison records are reported, by Kafka's partition/offset identifier
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0, result.output
+    assert report["records"] == 9
+    assert report["response"]["batchItemFailures"] == [
+        {"itemIdentifier": {"partition": f"{r['topic']}-{r['partition']}", "offset": r["offset"]}} for r in poison
+    ]
+    totals = split_telemetry(json.dumps(document) for document in report["metrics"]).metric_totals()
+    assert (totals["BatchRecordFailures"], totals["BatchRecordSuccesses"]) == (3, 6)
 
 
 def test_progress_is_silent_at_first_then_throttled() -> None:
