@@ -1318,3 +1318,40 @@ def test_report_shows_each_duration_metric_in_one_readable_unit() -> None:
     assert "min 0.25  p50 1.5  max 1,250  (ms)" in text
     assert "12,345  Count" in text
     assert "namespace N  dimensions service=orders" in text
+
+
+def test_exception_report_renders_without_frames_source_or_with_long_messages() -> None:
+    # GIVEN an error raised from code without source lines, with a six-line message, and one without frames
+    frames = [{"file": "<string>", "line": n, "function": "f", "code": ""} for n in (1, 2, 3, 4)]
+    error = {"type": "E", "message": "\n".join(f"line {n}" for n in range(6)), "summary": "E: line 0", "frames": frames}
+    report = {
+        "handler": "app:handler",
+        "records": 1,
+        "duration_ms": 1.0,
+        "response": None,
+        "failed_records": None,
+        "error": error,
+        "metrics": [],
+        "logs": [],
+        "spans": [],
+        "stdout": [],
+    }
+    # WHEN rendered
+    text = render(report)
+    # THEN a frame without source is one line (so one cut line), and the message's tail is counted
+    assert "    … 1 lines cut (1 outer frame; --json has the full traceback)" in text
+    assert '    File "<string>", line 4, in f\n  E: line 0' in text
+    assert "  … 2 lines cut (message)" in text
+    # AND an exception without a traceback is just its line
+    error.update(frames=[], message="")
+    assert "Response: none, the handler raised E: line 0\n  E\n" in render(report)
+
+
+def test_a_bad_kill_switch_value_is_a_configuration_error(runner: CliRunner, workdir: Path) -> None:
+    # GIVEN a processor built at import, and OBSERVED_BATCH_DISABLED set to something not boolean
+    write_module(workdir, "processor_app3", PROCESSOR_APP)
+    event = write_json(workdir / "e.json", {"Records": [{}]})
+    # WHEN invoked THEN a usage error naming the variable
+    result = invoke(runner, "processor_app3:handler", "--event", event, "--env", "OBSERVED_BATCH_DISABLED=maybe")
+    assert result.exit_code == 2
+    assert "OBSERVED_BATCH_DISABLED='maybe' is not a boolean" in error_line(result)

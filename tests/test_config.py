@@ -326,6 +326,7 @@ def test_options_of_a_builtin_without_readable_source_are_not_judged(
     # AND a class whose constructor is inherited cannot be read from its module's source either
     assert config._source_option_kinds("dummy_middleware", "NoInit") is None
     assert config._source_option_kinds("dummy_middleware", "Missing") is None
+    assert config._source_option_kinds("no_such_top_level_module_xyz", "X") is None
 
 
 class Plugin(ob.Middleware):
