@@ -474,3 +474,13 @@ def test_option_kinds_only_cover_scalar_keyword_options(dummy: None) -> None:
         "limit": int,
         "mode": ("per_record", "batch"),
     }
+
+
+def test_option_kinds_leave_positional_parameters_out() -> None:
+    # GIVEN a constructor with a positional parameter and a keyword-only one
+    class Positional:
+        def __init__(self, size: int, *, mode: str = "a") -> None:
+            self.size, self.mode = size, mode
+
+    # WHEN / THEN only the keyword-only one is an option
+    assert config.option_kinds(Positional) == {"mode": str}
