@@ -160,8 +160,8 @@ def check_environment(environ: Mapping[str, str], enabled: Collection[str] = (),
     Options of the built-ins in ``enabled`` are left to their construction, which checks them all.
     """
     prefixes = sorted(((f"{_ENV_PREFIX}{name.upper()}_", name) for name in BUILTINS), key=lambda p: -len(p[0]))
-    for variable in sorted(environ):
-        if not variable.startswith(_ENV_PREFIX) or variable in CORE_VARIABLES:
+    for variable in sorted(name for name in environ if name.startswith(_ENV_PREFIX)):
+        if variable in CORE_VARIABLES:
             continue
         builtin = next((name for prefix, name in prefixes if variable.startswith(prefix)), None)
         if builtin is None:
