@@ -1,31 +1,49 @@
 """Which middlewares run, with which options: constructor kwargs > environment > pyproject.
 
 Everything is validated when a processor is constructed (cold start), so a typo fails the deploy's
-first invocation loudly instead of silently dropping telemetry.
+first invocation loudly instead of silently dropping telemetry: every ``OBSERVED_BATCH_*`` variable
+must be a core variable (``CORE_VARIABLES``), an option of a built-in (enabled or not: the values of a
+built-in that is not enabled are checked too, from its constructor's source, without importing its
+module or backend), or belong to a middleware instance in the chain (``OBSERVED_BATCH_<NAME>_*`` for
+its ``name``). ``OBSERVED_BATCH_DISABLED=true`` skips all of it.
 """
 
 from __future__ import annotations
 
+import ast
+import difflib
 import importlib
 import importlib.util
 import inspect
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from observed_batch._pyproject import pyproject_section
 from observed_batch.errors import ConfigError, MissingBackendError
 from observed_batch.typing import Middleware
 
-__all__ = ["BUILTINS", "ENV_DISABLED", "ENV_MIDDLEWARE", "Config", "available_builtins", "build_middlewares"]
+__all__ = [
+    "BUILTINS",
+    "CORE_VARIABLES",
+    "ENV_DISABLED",
+    "ENV_MIDDLEWARE",
+    "Config",
+    "available_builtins",
+    "build_middlewares",
+]
 
 ENV_MIDDLEWARE = "OBSERVED_BATCH_MIDDLEWARE"
 ENV_DISABLED = "OBSERVED_BATCH_DISABLED"
 ENV_PYPROJECT = "OBSERVED_BATCH_PYPROJECT"
+#: Every ``OBSERVED_BATCH_*`` variable that is not a middleware's option. A new core setting is added
+#: here, and only here, to be known to the typo check (and to ``observed-batch doctor``).
+CORE_VARIABLES: tuple[str, ...] = (ENV_MIDDLEWARE, ENV_DISABLED, ENV_PYPROJECT)
 _ENV_PREFIX = "OBSERVED_BATCH_"
 
 
@@ -87,7 +105,7 @@ def build_middlewares(
     environ = os.environ if environ is None else environ
     if is_disabled(environ) or (config is not None and config.disabled):
         return ()
-    pyproject = _pyproject_section(environ)
+    pyproject = pyproject_section(environ.get(ENV_PYPROJECT))
     source = "middleware="
     if middleware is None and config is not None and config.middleware is not None:
         middleware, source = config.middleware, "Config.middleware"
@@ -103,6 +121,7 @@ def build_middlewares(
     for name in code_options:
         if name not in BUILTINS:
             raise ConfigError(f"unknown middleware {name!r} in Config.options; valid: {_VALID}")
+    _check_names(middleware, environ, pyproject)
 
     chain: list[Middleware] = []
     seen: set[str] = set()
@@ -120,6 +139,107 @@ def build_middlewares(
         else:
             raise ConfigError(f"{item!r} in {source} is neither a middleware name ({_VALID}) nor a Middleware instance")
     return tuple(chain)
+
+
+def _check_names(middleware: Sequence[Any], environ: Mapping[str, str], pyproject: Mapping[str, Any]) -> None:
+    """No variable or pyproject table may name nothing: a typo would silently drop its setting."""
+    enabled = {item for item in middleware if isinstance(item, str)}
+    owned = {str(owner) for item in middleware if not isinstance(item, str) and (owner := getattr(item, "name", None))}
+    check_environment(environ, enabled, owned)
+    for table in pyproject:
+        if table != "middleware" and table not in BUILTINS and table not in owned:
+            closest = _closest(table, BUILTINS)
+            hint = f" (did you mean [tool.observed_batch.{closest}]?)" if closest else ""
+            raise ConfigError(f"unknown table [tool.observed_batch.{table}]{hint}; valid: {_VALID}")
+
+
+def check_environment(environ: Mapping[str, str], enabled: Collection[str] = (), owned: Collection[str] = ()) -> None:
+    """Raise ``ConfigError`` for the first ``OBSERVED_BATCH_*`` variable that is no core variable, no
+    (valid) option of a built-in, and not under the prefix of a middleware named in ``owned``.
+
+    Options of the built-ins in ``enabled`` are left to their construction, which checks them all.
+    """
+    prefixes = sorted(((f"{_ENV_PREFIX}{name.upper()}_", name) for name in BUILTINS), key=lambda p: -len(p[0]))
+    for variable in sorted(name for name in environ if name.startswith(_ENV_PREFIX)):
+        if variable in CORE_VARIABLES:
+            continue
+        builtin = next((name for prefix, name in prefixes if variable.startswith(prefix)), None)
+        if builtin is None:
+            if any(variable.startswith(f"{_ENV_PREFIX}{name.upper()}_") for name in owned):
+                continue
+            raise _unknown_variable(variable, owned)
+        if builtin in enabled:
+            continue
+        kinds = declared_option_kinds(builtin)
+        if kinds is None:
+            continue  # its constructor cannot be read without importing its backend: checked when enabled
+        option = variable[len(_ENV_PREFIX) + len(builtin) + 1 :].lower()
+        if option not in kinds:
+            raise _unknown_option(variable, builtin, kinds)
+        _coerce(environ[variable], kinds[option], variable)
+
+
+def _closest(word: str, candidates: Collection[str], prefix: str = "") -> str | None:
+    """The candidate closest to ``word``, compared without their common ``prefix`` (which would make
+    every ``OBSERVED_BATCH_*`` name look alike)."""
+    rest = {candidate[len(prefix) :]: candidate for candidate in candidates if candidate.startswith(prefix)}
+    matches = difflib.get_close_matches(word[len(prefix) :], list(rest), n=1)
+    return rest[matches[0]] if matches else None
+
+
+def _unknown_variable(variable: str, owned: Collection[str]) -> ConfigError:
+    names = list(CORE_VARIABLES)
+    for builtin in BUILTINS:
+        kinds = declared_option_kinds(builtin) or {}
+        names += [f"{_ENV_PREFIX}{builtin.upper()}_{option.upper()}" for option in kinds]
+    closest = _closest(variable, names, _ENV_PREFIX)
+    if closest is not None:
+        return ConfigError(f"unknown variable {variable}; did you mean {closest}?")
+    middlewares = ", ".join([*BUILTINS, *sorted(owned)])
+    return ConfigError(
+        f"unknown variable {variable}; valid: {', '.join(CORE_VARIABLES)}, or {_ENV_PREFIX}<MIDDLEWARE>_<OPTION>"
+        f" for a middleware in: {middlewares}"
+    )
+
+
+def _unknown_option(variable: str, builtin: str, kinds: Mapping[str, Any]) -> ConfigError:
+    prefix = f"{_ENV_PREFIX}{builtin.upper()}_"
+    valid = [f"{prefix}{option.upper()}" for option in sorted(kinds)]
+    closest = _closest(variable, valid, prefix)
+    hint = f" (did you mean {closest}?)" if closest is not None else ""
+    return ConfigError(
+        f"unknown option {variable} for middleware {builtin!r}{hint}; valid: {', '.join(valid) or '(none)'}"
+    )
+
+
+@lru_cache(maxsize=32)
+def _source_option_kinds(module_name: str, class_name: str) -> dict[str, Any] | None:
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except ModuleNotFoundError:
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None  # not there, or shipped without sources
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    arguments = item.args.kwonlyargs
+                    return _kinds({a.arg: ast.unparse(a.annotation) if a.annotation else "" for a in arguments})
+    return None
+
+
+def declared_option_kinds(name: str) -> dict[str, Any] | None:
+    """``option_kinds`` of built-in ``name`` without importing its module when it is not imported yet:
+    read from its constructor's signature in the source, so a disabled built-in's backend stays
+    unimported. ``None`` when neither is possible (no source shipped, the built-in not in this version)."""
+    spec = BUILTINS[name]
+    module = sys.modules.get(spec.module)
+    cls = getattr(module, spec.cls, None) if module is not None else None
+    if isinstance(cls, type):
+        return option_kinds(cls)
+    return _source_option_kinds(spec.module, spec.cls)
 
 
 def _is_middleware(item: object) -> bool:
@@ -179,10 +299,7 @@ def _instantiate(
             continue
         option = variable[len(prefix) :].lower()
         if option not in kinds:
-            raise ConfigError(
-                f"unknown option {variable} for middleware {name!r}; valid: "
-                + (", ".join(f"{prefix}{o.upper()}" for o in sorted(kinds)) or "(none)")
-            )
+            raise _unknown_option(variable, name, kinds)
         options[option] = _coerce(raw, kinds[option], variable)
     for option, value in code.items():
         if option not in kinds and option not in _constructor_parameters(cls):
@@ -210,20 +327,27 @@ def option_kinds(cls: type) -> dict[str, Any]:
     Returns option -> ``int``/``float``/``bool``/``str`` or a tuple of allowed strings (Literal).
     Backend objects (tracer provider, sink, ...) are code-only.
     """
-    kinds: dict[str, Any] = {}
+    annotations: dict[str, str] = {}
     for parameter in inspect.signature(cls).parameters.values():
-        if parameter.kind is not parameter.KEYWORD_ONLY:
-            continue
-        annotation = parameter.annotation
-        text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-        text = text.replace("typing.", "").strip()
+        if parameter.kind is parameter.KEYWORD_ONLY:
+            annotation = parameter.annotation
+            text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+            annotations[parameter.name] = text
+    return _kinds(annotations)
+
+
+def _kinds(annotations: Mapping[str, str]) -> dict[str, Any]:
+    """Option -> kind, for the parameters whose annotation (as text) is a scalar or a Literal."""
+    kinds: dict[str, Any] = {}
+    for name, annotation in annotations.items():
+        text = annotation.replace("typing.", "").strip()
         literal = _LITERAL.match(text.replace(" | None", ""))
         if literal:
-            kinds[parameter.name] = tuple(v.strip().strip("'\"") for v in literal.group(1).split(","))
+            kinds[name] = tuple(v.strip().strip("'\"") for v in literal.group(1).split(","))
             continue
         scalar = _SCALAR.match(text)
         if scalar:
-            kinds[parameter.name] = {"int": int, "float": float, "bool": bool, "str": str}[scalar.group(1)]
+            kinds[name] = {"int": int, "float": float, "bool": bool, "str": str}[scalar.group(1)]
     return kinds
 
 
@@ -251,30 +375,3 @@ def _check_value(value: Any, kind: Any, where: str) -> Any:
     if kind in (int, float) and value < 0:
         raise ConfigError(f"{where}={value!r} must not be negative")
     return value
-
-
-def _pyproject_section(environ: Mapping[str, str]) -> dict[str, Any]:
-    path = environ.get(ENV_PYPROJECT) or "pyproject.toml"
-    return _read_pyproject(str(Path(path).resolve()))
-
-
-@lru_cache(maxsize=4)
-def _read_pyproject(path: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as handle:
-            content = handle.read()
-    except FileNotFoundError:
-        return {}
-    # Imported only now: Lambda packages rarely ship a pyproject.toml, so most cold starts skip it.
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on Python 3.10 only
-        import tomli as tomllib
-    try:
-        document = tomllib.loads(content.decode())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    section = document.get("tool", {}).get("observed_batch", {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"[tool.observed_batch] in {path} must be a table")
-    return section

@@ -40,7 +40,7 @@ _MAX_PAGES = 100
 #: SQS's JSON protocol code, and the query protocol code older endpoints (and moto) return.
 _MISSING_QUEUE_CODES = ("QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue")
 _ENV_PREFIX = "OBSERVED_BATCH_"
-_GLOBAL_VARIABLES = {config.ENV_MIDDLEWARE, config.ENV_DISABLED, config.ENV_PYPROJECT}
+_GLOBAL_VARIABLES = set(config.CORE_VARIABLES)
 _GUARD = "timeout_guard"
 #: ``TimeoutGuardMiddleware``'s default ``min_remaining_ms`` (a test keeps the two equal).
 _GUARD_MIN_REMAINING_MS = 2000

@@ -39,3 +39,9 @@ class TypeErrorMiddleware(Middleware):
 
     def __init__(self, *, size: int = 1) -> None:
         raise TypeError("size is broken")
+
+
+class NoInit(DummyMiddleware):
+    """Options inherited: not readable from this module's source."""
+
+    name = "inherits"

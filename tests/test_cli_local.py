@@ -161,7 +161,16 @@ def test_sqs_sample_event_has_the_record_shape_lambda_delivers(runner: CliRunner
         assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()
 
 
+def _records(source: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records in the order Lambda (and Powertools) hand them over: Kafka's partition by partition."""
+    if source == "kafka":
+        return [record for batch in event["records"].values() for record in batch]
+    return list(event["Records"])
+
+
 def _payload(source: str, record: dict[str, Any]) -> dict[str, Any]:
+    if source == "kafka":
+        return dict(json.loads(base64.b64decode(record["value"])))
     if source in ("sqs", "sqs-fifo"):
         return dict(json.loads(record["body"]))
     if source == "kinesis":
@@ -170,12 +179,12 @@ def _payload(source: str, record: dict[str, Any]) -> dict[str, Any]:
     return {key: next(iter(value.values())) for key, value in image.items()}
 
 
-@pytest.mark.parametrize("source", ["sqs", "sqs-fifo", "kinesis", "dynamodb"])
+@pytest.mark.parametrize("source", ["sqs", "sqs-fifo", "kinesis", "dynamodb", "kafka"])
 def test_fail_every_marks_every_kth_record_as_poison(runner: CliRunner, source: str) -> None:
     # GIVEN / WHEN 10 records with --fail-every 3
     result = sample(runner, source, "--count", "10", "--fail-every", "3")
     # THEN records 3, 6 and 9 carry "fail": true, the others no marker
-    records = json.loads(result.stdout)["Records"]
+    records = _records(source, json.loads(result.stdout))
     poison = [index for index, record in enumerate(records) if _payload(source, record).get("fail") is True]
     assert poison == [2, 5, 8]
 
@@ -268,8 +277,84 @@ def test_build_event_reports_progress_every_thousand_records() -> None:
 
 def test_build_event_rejects_unknown_sources() -> None:
     # GIVEN / WHEN an unknown source THEN a usage error naming the valid ones
-    with pytest.raises(UsageProblem, match="unknown source 'sns'; valid: sqs, sqs-fifo, kinesis, dynamodb"):
+    with pytest.raises(UsageProblem, match="unknown source 'sns'; valid: sqs, sqs-fifo, kinesis, dynamodb, kafka"):
         build_event("sns", 1)
+    with pytest.raises(UsageProblem, match="unknown Kafka source 'confluent'; valid: msk, self-managed"):
+        build_event("kafka", 1, kafka_source="confluent")
+
+
+@pytest.mark.parametrize(("kafka_source", "event_source"), [("msk", "aws:kafka"), ("self-managed", "SelfManagedKafka")])
+def test_kafka_sample_event_has_the_shape_lambda_delivers(
+    runner: CliRunner, kafka_source: str, event_source: str
+) -> None:
+    # GIVEN / WHEN 12 Kafka records over 4 partitions of topic "payments"
+    arguments = ["--count", "12", "--partitions", "4", "--source-name", "payments", "--kafka-source", kafka_source]
+    event = json.loads(sample(runner, "kafka", *arguments, "--time", "1700000000000").stdout)
+    # THEN the event names its source: MSK with the cluster's ARN, self-managed with its brokers only
+    assert event["eventSource"] == event_source
+    assert event["bootstrapServers"]
+    assert event.get("eventSourceArn", "").startswith("arn:aws:kafka:") == (kafka_source == "msk")
+    # AND records are grouped under "topic-partition", offsets consecutive, keys on one partition each
+    records = _records("kafka", event)
+    assert len(records) == 12
+    for key, batch in event["records"].items():
+        assert {f"{record['topic']}-{record['partition']}" for record in batch} == {key}
+        assert [record["offset"] for record in batch] == list(range(1000, 1000 + len(batch)))
+    partitions_of_key: dict[str, set[int]] = {}
+    for record in records:
+        assert {"timestamp", "timestampType", "key", "value", "headers"} <= set(record)
+        assert record["timestamp"] <= 1_700_000_000_000
+        partitions_of_key.setdefault(record["key"], set()).add(record["partition"])
+        assert _payload("kafka", record)["order_id"].startswith("order-")
+    assert all(len(partitions) == 1 for partitions in partitions_of_key.values())
+
+
+KAFKA_APP = """
+    import json
+
+    from observed_batch import BatchProcessor, EventType, process_partial_response
+
+    processor = BatchProcessor(EventType.Kafka)
+
+    def record_handler(record):
+        order = json.loads(record.decoded_value)
+        if order.get("fail"):
+            raise ValueError(f"poison order {order['order_id']}")
+
+    def handler(event, context):
+        return process_partial_response(event, record_handler, processor, context)
+"""
+
+
+@pytest.mark.parametrize("kafka_source", ["msk", "self-managed"])
+def test_kafka_sample_event_is_processed_by_powertools_kafka_processor(
+    runner: CliRunner, workdir: Path, kafka_source: str
+) -> None:
+    # GIVEN a Kafka event with every 3rd record poison, and a handler with BatchProcessor(EventType.Kafka)
+    write_module(workdir, "kafka_orders_app", KAFKA_APP)
+    event_file = workdir / "kafka.json"
+    sample(runner, "kafka", "--count", "9", "--fail-every", "3", "--kafka-source", kafka_source, "-o", str(event_file))
+    records = _records("kafka", json.loads(event_file.read_text()))
+    poison = [record for record in records if _payload("kafka", record).get("fail")]
+    # WHEN invoked with the metrics middleware
+    result = invoke(
+        runner,
+        "kafka_orders_app.handler",
+        "--event",
+        str(event_file),
+        "--env",
+        "OBSERVED_BATCH_MIDDLEWARE=metrics",
+        "--json",
+    )
+    # THEN exactly the poison records are reported, by Kafka's partition/offset identifier
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0, result.output
+    assert report["records"] == 9
+    assert report["response"]["batchItemFailures"] == [
+        {"itemIdentifier": {"partition": f"{r['topic']}-{r['partition']}", "offset": r["offset"]}} for r in poison
+    ]
+    totals = split_telemetry(json.dumps(document) for document in report["metrics"]).metric_totals()
+    assert (totals["BatchRecordFailures"], totals["BatchRecordSuccesses"]) == (3, 6)
 
 
 def test_progress_is_silent_at_first_then_throttled() -> None:
@@ -457,6 +542,126 @@ def test_handler_exception_exits_one_with_one_line_and_the_report(runner: CliRun
     assert "about to fail" in result.stdout
 
 
+DEEP_FAILING_APP = """
+    from observed_batch import BatchProcessor, EventType, process_partial_response
+
+    processor = BatchProcessor(EventType.SQS)
+
+    def check(order, depth):
+        if depth:
+            return check(order, depth - 1)
+        raise LookupError(f"no stock for {order}\\ncontact the warehouse")
+
+    def record_handler(record):
+        check(record.message_id, 4)
+
+    def handler(event, context):
+        return process_partial_response(event, record_handler, processor, context)
+"""
+
+
+def test_all_records_failing_shows_each_records_exception_innermost_frames_first(
+    runner: CliRunner, workdir: Path
+) -> None:
+    # GIVEN a handler whose records all fail six frames deep
+    write_module(workdir, "deep_app", DEEP_FAILING_APP)
+    event = write_json(workdir / "e.json", build_event("sqs", 3))
+    # WHEN invoked
+    result = invoke(runner, "deep_app:handler", "--event", event)
+    out = result.stdout
+    # THEN it says plainly that all records failed and where their exceptions are
+    assert result.exit_code == 1
+    assert "Response: none. All 3 records failed, so Powertools raised BatchProcessingError" in out
+    assert "each record's exception is listed below" in out
+    assert error_line(result) == (
+        "Error: handler raised BatchProcessingError: all 3 records failed (each record's exception is in the report)"
+    )
+    # AND each record's exception: type and message; the innermost frames once, the outer ones counted
+    assert "Record exceptions (3, in the order the records failed)" in out
+    records = build_event("sqs", 3)["Records"]
+    for number, record in enumerate(records, 1):
+        assert f"  {number}. LookupError: no stock for {record['messageId']}" in out
+    assert out.count("Traceback (most recent call last):") == 1
+    assert "         … 8 lines cut (4 outer frames; --json has the full traceback)" in out
+    assert 'File "deep_app.py", line 9, in check' in out
+    assert "(raised where #1 was)" in out
+    # AND no tail of Powertools' message pointing at errors "logged separately below"
+    assert "logged separately below" not in out
+
+
+def test_json_report_has_each_records_exception(runner: CliRunner, workdir: Path) -> None:
+    # GIVEN the same handler WHEN invoked with --json
+    write_module(workdir, "deep_app2", DEEP_FAILING_APP)
+    result = invoke(
+        runner, "deep_app2:handler", "--event", write_json(workdir / "e.json", build_event("sqs", 2)), "--json"
+    )
+    # THEN each record's exception has its type, message, every frame and the full traceback
+    error = json.loads(result.stdout)["error"]
+    assert error["type"] == "BatchProcessingError"
+    assert [item["type"] for item in error["record_exceptions"]] == ["LookupError", "LookupError"]
+    first = error["record_exceptions"][0]
+    assert first["message"].endswith("\ncontact the warehouse")
+    assert [frame["function"] for frame in first["frames"]][-6:] == ["record_handler", *["check"] * 5]
+    assert first["traceback"].startswith("Traceback (most recent call last):")
+
+
+def test_a_deep_handler_exception_shows_its_innermost_frames_and_a_cut_marker(runner: CliRunner, workdir: Path) -> None:
+    # GIVEN a handler raising eight frames deep, with a cause
+    write_module(
+        workdir,
+        "deep_raise_app",
+        """
+        def dive(depth):
+            if depth:
+                return dive(depth - 1)
+            try:
+                {}["config"]
+            except KeyError as exc:
+                raise RuntimeError("cannot start") from exc
+
+        def handler(event, context):
+            dive(6)
+        """,
+    )
+    # WHEN invoked
+    result = invoke(runner, "deep_raise_app:handler", "--event", write_json(workdir / "e.json", {"Records": [{}]}))
+    # THEN the 3 innermost frames, a marker counting the cut lines, the exception line and its cause
+    lines = result.stdout.splitlines()
+    start = lines.index("  Traceback (most recent call last):")
+    assert lines[start + 1] == "    … 10 lines cut (5 outer frames; --json has the full traceback)"
+    assert lines[start + 2 : start + 8 : 2] == [f'    File "deep_raise_app.py", line {n}, in dive' for n in (4, 4, 8)]
+    assert lines[start + 8 : start + 10] == ["  RuntimeError: cannot start", "  (caused by KeyError: 'config')"]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["invoke", "app:", "--event", "e.json"],
+        ["sample-event", "sqs-fifo", "--source-name", "orders"],
+        ["dashboard", "--function", "orders consumer"],
+    ],
+    ids=["invoke", "sample-event", "dashboard"],
+)
+def test_every_command_reports_a_usage_problem_as_one_line_with_exit_two(
+    runner: CliRunner, workdir: Path, arguments: list[str]
+) -> None:
+    # GIVEN / WHEN a command asked something it cannot do
+    result = runner.invoke(main, arguments)
+    # THEN click's format: exactly one "Error: ..." line on stderr, no usage block, exit code 2
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("Error: ")
+
+
+def test_doctor_errors_are_usage_problems() -> None:
+    # GIVEN doctor's credential/connection error WHEN compared with the shared class THEN it is one
+    from observed_batch.cli.doctor import DoctorError
+
+    assert issubclass(DoctorError, UsageProblem)
+    assert DoctorError("x").exit_code == 2
+    assert UsageProblem("first line\nsecond line").message == "first line"
+
+
 def test_handler_exception_is_in_the_json_report(runner: CliRunner, workdir: Path) -> None:
     # GIVEN a raising handler WHEN invoked with --json
     write_module(workdir, "raising_app2", RAISING_HANDLER)
@@ -487,15 +692,52 @@ def test_module_failing_at_import_exits_one(runner: CliRunner, workdir: Path, co
     assert error_line(result).startswith(expected)
 
 
-@pytest.mark.parametrize("spec", ["app.handler", "app:", ":handler", "my-app:handler", "app:handler.", "1app:h"])
+@pytest.mark.parametrize(
+    "spec", ["app", "app.", ".handler", "app:", ":handler", "my-app:handler", "app:handler.", "1app:h", "a.1h"]
+)
 def test_malformed_handler_spec_exits_two(runner: CliRunner, workdir: Path, spec: str) -> None:
-    # GIVEN / WHEN a handler spec that is not MODULE:HANDLER
+    # GIVEN / WHEN a handler spec that is neither MODULE:HANDLER nor MODULE.HANDLER
     result = invoke(runner, spec, "--event", write_json(workdir / "event.json", {"Records": []}))
     # THEN one line saying what is expected, exit code 2
     assert result.exit_code == 2
     assert error_line(result) == (
-        f"Error: expected MODULE:HANDLER such as examples.sqs_orders.app:handler, got {spec!r}"
+        "Error: expected MODULE:HANDLER or MODULE.HANDLER such as examples.sqs_orders.app:handler or"
+        f" examples.sqs_orders.app.handler, got {spec!r}"
     )
+
+
+@pytest.mark.parametrize("spec", ["dotted_app.handler", "pkg.dotted_mod.handler", "dotted_app:handler"])
+def test_handler_spec_in_lambda_dotted_form_is_accepted(runner: CliRunner, workdir: Path, spec: str) -> None:
+    # GIVEN a module and a package module with a handler, named as a SAM template's Handler: names them
+    handler = "def handler(event, context):\n    return {'batchItemFailures': []}\n"
+    write_module(workdir, "dotted_app", handler)
+    (workdir / "pkg").mkdir()
+    (workdir / "pkg" / "__init__.py").write_text("")
+    write_module(workdir / "pkg", "dotted_mod", handler)
+    # WHEN invoked as module.function (the last dot splits) or module:function
+    result = invoke(runner, spec, "--event", write_json(workdir / "event.json", {"Records": [{}]}))
+    # THEN the handler ran
+    assert result.exit_code == 0, result.output
+    assert "Response: all 1 records succeeded" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("nowhere.handler", "Error: cannot import 'nowhere': no module named 'nowhere'"),
+        ("plain_app.missing", "Error: module 'plain_app' has no attribute 'missing'"),
+    ],
+)
+def test_dotted_spec_naming_a_missing_module_or_function_exits_two(
+    runner: CliRunner, workdir: Path, spec: str, expected: str
+) -> None:
+    # GIVEN a module without the named function (and a module that does not exist)
+    write_module(workdir, "plain_app", "VALUE = 42\n")
+    # WHEN invoked in the dotted form THEN one clear line naming what is missing, exit code 2
+    result = invoke(runner, spec, "--event", write_json(workdir / "event.json", {"Records": []}))
+    assert result.exit_code == 2
+    assert error_line(result).startswith(expected)
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
@@ -671,15 +913,74 @@ def test_every_invoke_is_a_cold_start(runner: CliRunner, workdir: Path) -> None:
     assert (workdir / "imports.txt").read_text() == "xx"
 
 
-def test_plain_output_without_middleware_hints_at_the_configuration(runner: CliRunner, workdir: Path) -> None:
+def test_plain_output_is_shown_as_handler_output(runner: CliRunner, workdir: Path) -> None:
     # GIVEN a handler that returns a non-batch response and prints
     write_module(workdir, "plain_app", "def handler(event, context):\n    print('hello')\n    return {'ok': True}\n")
     # WHEN invoked
     result = invoke(runner, "plain_app:handler", "--event", write_json(workdir / "e.json", {"Records": [{}]}))
-    # THEN the response is shown as such, the print under "Handler output", and a hint
+    # THEN the response is shown as such, the print under "Handler output", and why nothing was captured
     assert "Response (no batchItemFailures: not a partial batch response)" in result.stdout
     assert "Handler output (1 lines)\n  hello" in result.stdout
-    assert "No telemetry captured: is OBSERVED_BATCH_MIDDLEWARE set" in result.stdout
+    assert "No telemetry captured: the handler built no observed_batch processor." in result.stdout
+
+
+PROCESSOR_APP = """
+    from observed_batch import BatchProcessor, EventType, process_partial_response
+
+    processor = BatchProcessor(EventType.SQS)
+
+    def handler(event, context):
+        return process_partial_response(event, lambda record: None, processor, context)
+"""
+
+
+@pytest.mark.parametrize(
+    ("event", "env", "hint"),
+    [
+        ({"Records": [{}]}, [], "No telemetry captured: no middleware enabled (set OBSERVED_BATCH_MIDDLEWARE)."),
+        ({"Records": []}, ["OBSERVED_BATCH_MIDDLEWARE=metrics"], "No telemetry captured: the event has no records."),
+        (
+            {"Records": [{}]},
+            ["OBSERVED_BATCH_MIDDLEWARE=metrics", "OBSERVED_BATCH_DISABLED=true"],
+            "No telemetry captured: OBSERVED_BATCH_DISABLED is set.",
+        ),
+        (
+            kafka_event(2),
+            ["OBSERVED_BATCH_MIDDLEWARE=metrics"],
+            "No telemetry captured: unexpected event type (Unexpected batch event type.",
+        ),
+        ({"Records": [{}]}, ["OBSERVED_BATCH_MIDDLEWARE=timeout_guard"], "No telemetry captured (middleware enabled: "),
+    ],
+    ids=["no-middleware", "no-records", "disabled", "wrong-event-type", "silent-middleware"],
+)
+def test_no_telemetry_hint_states_only_what_holds(
+    runner: CliRunner, workdir: Path, event: dict[str, Any], env: list[str], hint: str
+) -> None:
+    # GIVEN an SQS processor configured by the environment
+    write_module(workdir, "processor_app", PROCESSOR_APP)
+    # WHEN invoked with an event and environment under which nothing is emitted
+    pairs = [argument for pair in env for argument in ("--env", pair)]
+    result = invoke(runner, "processor_app:handler", "--event", write_json(workdir / "e.json", event), *pairs)
+    # THEN the one hint that holds is shown, and no other
+    assert hint in result.stdout
+    hints = [line for line in result.stdout.splitlines() if line.startswith("No telemetry captured")]
+    assert len(hints) == 1
+    if any(pair.startswith("OBSERVED_BATCH_MIDDLEWARE=") for pair in env):
+        assert "set OBSERVED_BATCH_MIDDLEWARE" not in result.stdout
+
+
+def test_report_lists_the_middleware_of_each_processor_built(runner: CliRunner, workdir: Path) -> None:
+    # GIVEN a processor built at import with metrics enabled
+    write_module(workdir, "processor_app2", PROCESSOR_APP)
+    event = write_json(workdir / "e.json", build_event("sqs", 2))
+    # WHEN invoked with --json
+    result = invoke(
+        runner, "processor_app2:handler", "--event", event, "--env", "OBSERVED_BATCH_MIDDLEWARE=metrics", "--json"
+    )
+    # THEN the report names the chain, and no hint is needed: there is telemetry
+    report = json.loads(result.stdout)
+    assert (report["middleware"], report["disabled"]) == ([["metrics"]], False)
+    assert "No telemetry captured" not in render(report)
 
 
 def test_kafka_events_count_their_records(runner: CliRunner, workdir: Path) -> None:
@@ -984,13 +1285,18 @@ def test_keyboard_interrupt_aborts(runner: CliRunner, workdir: Path) -> None:
     assert "Response" not in result.stdout
 
 
-def test_report_shows_durations_in_readable_units() -> None:
-    # GIVEN a report whose EMF document has record ages from 0.5 ms to 2 days
-    metrics = [{"Name": "RecordAge", "Unit": "Milliseconds"}, {"Name": "BatchSize", "Unit": "Count"}]
+def test_report_shows_each_duration_metric_in_one_readable_unit() -> None:
+    # GIVEN a report whose EMF document has record ages from 0.5 ms to 2 days, processing times in ms
+    metrics = [
+        {"Name": "RecordAge", "Unit": "Milliseconds"},
+        {"Name": "RecordProcessingTime", "Unit": "Milliseconds"},
+        {"Name": "BatchSize", "Unit": "Count"},
+    ]
     document = {
         "_aws": {"CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [["service"]], "Metrics": metrics}]},
         "service": "orders",
         "RecordAge": {"Values": [0.5, 90_000, 172_800_000], "Counts": [1, 1, 1]},
+        "RecordProcessingTime": [0.25, 1.5, 1250],
         "BatchSize": 12_345,
     }
     report = {
@@ -1005,8 +1311,47 @@ def test_report_shows_durations_in_readable_units() -> None:
         "spans": [],
         "stdout": [],
     }
-    # WHEN rendered THEN small values stay in ms, large ones use s/min/h/d, big counts get separators
+    # WHEN rendered
     text = render(report)
-    assert "min 0.5  p50 1.5 min  max 2 d  (Milliseconds)" in text
+    # THEN each line has one unit, named once: the largest its median reaches; big counts get separators
+    assert "min 0.00000833  p50 1.5  max 2,880  (minutes)" in text
+    assert "min 0.25  p50 1.5  max 1,250  (ms)" in text
     assert "12,345  Count" in text
     assert "namespace N  dimensions service=orders" in text
+
+
+def test_exception_report_renders_without_frames_source_or_with_long_messages() -> None:
+    # GIVEN an error raised from code without source lines, with a six-line message, and one without frames
+    frames = [{"file": "<string>", "line": n, "function": "f", "code": ""} for n in (1, 2, 3, 4)]
+    error = {"type": "E", "message": "\n".join(f"line {n}" for n in range(6)), "summary": "E: line 0", "frames": frames}
+    report = {
+        "handler": "app:handler",
+        "records": 1,
+        "duration_ms": 1.0,
+        "response": None,
+        "failed_records": None,
+        "error": error,
+        "metrics": [],
+        "logs": [],
+        "spans": [],
+        "stdout": [],
+    }
+    # WHEN rendered
+    text = render(report)
+    # THEN a frame without source is one line (so one cut line), and the message's tail is counted
+    assert "    … 1 lines cut (1 outer frame; --json has the full traceback)" in text
+    assert '    File "<string>", line 4, in f\n  E: line 0' in text
+    assert "  … 2 lines cut (message)" in text
+    # AND an exception without a traceback is just its line
+    error.update(frames=[], message="")
+    assert "Response: none, the handler raised E: line 0\n  E\n" in render(report)
+
+
+def test_a_bad_kill_switch_value_is_a_configuration_error(runner: CliRunner, workdir: Path) -> None:
+    # GIVEN a processor built at import, and OBSERVED_BATCH_DISABLED set to something not boolean
+    write_module(workdir, "processor_app3", PROCESSOR_APP)
+    event = write_json(workdir / "e.json", {"Records": [{}]})
+    # WHEN invoked THEN a usage error naming the variable
+    result = invoke(runner, "processor_app3:handler", "--event", event, "--env", "OBSERVED_BATCH_DISABLED=maybe")
+    assert result.exit_code == 2
+    assert "OBSERVED_BATCH_DISABLED='maybe' is not a boolean" in error_line(result)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import observed_batch as ob
-from observed_batch import config
+from observed_batch import _pyproject, config
 from observed_batch.testing import RecordingMiddleware, sqs_event
 
 VALID = "valid: metrics, tracing, sentry, logging, timeout_guard"
@@ -183,7 +183,12 @@ def test_env_options_are_typed(
         ("RATIO", "-0.5", "OBSERVED_BATCH_DUMMY_RATIO=-0.5 must not be negative"),
         ("ENABLED", "perhaps", "OBSERVED_BATCH_DUMMY_ENABLED='perhaps' is not a boolean"),
         ("MODE", "sometimes", "OBSERVED_BATCH_DUMMY_MODE='sometimes' is not one of: per_record, batch"),
-        ("MAX_BYTE", "1", "unknown option OBSERVED_BATCH_DUMMY_MAX_BYTE for middleware 'dummy'; valid: "),
+        (
+            "MAX_BYTE",
+            "1",
+            "unknown option OBSERVED_BATCH_DUMMY_MAX_BYTE for middleware 'dummy'"
+            " (did you mean OBSERVED_BATCH_DUMMY_MAX_BYTES?); valid: OBSERVED_BATCH_DUMMY_ENABLED, ",
+        ),
         ("MAX_BYTES", "20000", "max_bytes=20000 exceeds 10000"),
     ],
 )
@@ -196,9 +201,159 @@ def test_bad_env_option_values_name_the_variable(
     assert str(raised.value).startswith(message)
 
 
-def test_env_options_of_disabled_middlewares_are_ignored(dummy: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OBSERVED_BATCH_DUMMY_MAX_BYTES", "lots")
+# -- OBSERVED_BATCH_* variables that name nothing ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        (
+            "OBSERVED_BATCH_TRACNG_MAX_RESPONSE_BYTES",
+            "unknown variable OBSERVED_BATCH_TRACNG_MAX_RESPONSE_BYTES;"
+            " did you mean OBSERVED_BATCH_TRACING_MAX_RESPONSE_BYTES?",
+        ),
+        (
+            "OBSERVED_BATCH_MIDDLEWARES",
+            "unknown variable OBSERVED_BATCH_MIDDLEWARES; did you mean OBSERVED_BATCH_MIDDLEWARE?",
+        ),
+        ("OBSERVED_BATCH_DISABLE", "unknown variable OBSERVED_BATCH_DISABLE; did you mean OBSERVED_BATCH_DISABLED?"),
+        (
+            "OBSERVED_BATCH_TIMEOUTGUARD_MIN_REMAINING_MS",
+            "unknown variable OBSERVED_BATCH_TIMEOUTGUARD_MIN_REMAINING_MS;"
+            " did you mean OBSERVED_BATCH_TIMEOUT_GUARD_MIN_REMAINING_MS?",
+        ),
+        (
+            "OBSERVED_BATCH_ZZZ",
+            "unknown variable OBSERVED_BATCH_ZZZ; valid: OBSERVED_BATCH_MIDDLEWARE, OBSERVED_BATCH_DISABLED,"
+            " OBSERVED_BATCH_PYPROJECT, or OBSERVED_BATCH_<MIDDLEWARE>_<OPTION> for a middleware in: metrics,",
+        ),
+    ],
+)
+def test_a_variable_naming_nothing_is_an_error_with_a_suggestion(
+    monkeypatch: pytest.MonkeyPatch, variable: str, message: str
+) -> None:
+    # GIVEN a misspelt OBSERVED_BATCH_* variable (and the metrics middleware enabled, so this is no no-op)
+    monkeypatch.setenv(variable, "100")
+
+    # WHEN a processor is constructed THEN a ConfigError names the variable and the closest known one
+    with pytest.raises(ob.ConfigError) as raised:
+        ob.BatchProcessor(ob.EventType.SQS, middleware=["metrics"])
+    assert str(raised.value).startswith(message)
+
+
+def test_a_variable_naming_nothing_fails_even_without_middleware(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN no middleware configured but a typo of the variable that would enable them
+    monkeypatch.setenv("OBSERVED_BATCH_MIDDLEWARES", "metrics")
+
+    # WHEN a processor is constructed THEN the typo is reported rather than running without telemetry
+    with pytest.raises(ob.ConfigError, match="did you mean OBSERVED_BATCH_MIDDLEWARE"):
+        ob.BatchProcessor(ob.EventType.SQS)
+
+
+def test_the_kill_switch_skips_the_variable_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a typo and the kill switch
+    monkeypatch.setenv("OBSERVED_BATCH_TRACNG_MODE", "batch")
+    monkeypatch.setenv("OBSERVED_BATCH_DISABLED", "true")
+
+    # WHEN a processor is constructed THEN pure Powertools: nothing is checked, nothing fails
     assert ob.BatchProcessor(ob.EventType.SQS).middlewares == ()
+
+
+def test_core_variables_are_one_tuple() -> None:
+    # GIVEN / THEN the three core settings are known in one place (new ones are added there)
+    assert config.CORE_VARIABLES == ("OBSERVED_BATCH_MIDDLEWARE", "OBSERVED_BATCH_DISABLED", "OBSERVED_BATCH_PYPROJECT")
+
+
+def test_a_new_core_variable_is_known_once_added_to_the_tuple(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a core variable another part of the library adds
+    monkeypatch.setattr(config, "CORE_VARIABLES", (*config.CORE_VARIABLES, "OBSERVED_BATCH_DEADLINE_RESERVE_MS"))
+    monkeypatch.setenv("OBSERVED_BATCH_DEADLINE_RESERVE_MS", "500")
+
+    # WHEN a processor is constructed THEN it is accepted
+    assert ob.BatchProcessor(ob.EventType.SQS).middlewares == ()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("OBSERVED_BATCH_DUMMY_MAX_BYTES", "lots", "OBSERVED_BATCH_DUMMY_MAX_BYTES='lots' is not an integer"),
+        ("OBSERVED_BATCH_DUMMY_MODE", "turbo", "OBSERVED_BATCH_DUMMY_MODE='turbo' is not one of: per_record, batch"),
+        ("OBSERVED_BATCH_DUMMY_MAXBYTES", "1", "unknown option OBSERVED_BATCH_DUMMY_MAXBYTES for middleware 'dummy'"),
+    ],
+)
+def test_options_of_a_builtin_that_is_not_enabled_are_still_checked(
+    dummy: None, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    # GIVEN a bad option of a built-in that is not enabled
+    monkeypatch.setenv(variable, value)
+
+    # WHEN a processor without it is constructed THEN the same error as if it were enabled
+    with pytest.raises(ob.ConfigError) as raised:
+        ob.BatchProcessor(ob.EventType.SQS)
+    assert str(raised.value).startswith(message)
+
+
+def test_valid_options_of_a_builtin_that_is_not_enabled_are_accepted(
+    dummy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN good options of a built-in that is not enabled (its constructor's own checks are not run)
+    monkeypatch.setenv("OBSERVED_BATCH_DUMMY_MAX_BYTES", "20000")
+    monkeypatch.setenv("OBSERVED_BATCH_DUMMY_MODE", "batch")
+
+    # WHEN / THEN the processor is built without it
+    assert ob.BatchProcessor(ob.EventType.SQS).middlewares == ()
+
+
+def test_options_of_builtins_are_read_from_source_as_from_the_class() -> None:
+    # GIVEN every real built-in, read without importing (the check of disabled ones) and imported
+    for name in config.available_builtins():
+        spec = config.BUILTINS[name]
+        from_source = config._source_option_kinds(spec.module, spec.cls)
+
+        # THEN both give the same options and kinds
+        assert from_source == config.option_kinds(config.builtin_class(name)), name
+        assert from_source
+
+
+def test_options_of_a_builtin_without_readable_source_are_not_judged(
+    dummy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a built-in whose module is missing (the function may run a newer observed_batch)
+    monkeypatch.setitem(config.BUILTINS, "ghost", config._Builtin("no_such_module_xyz.inner", "X", None, None))
+    monkeypatch.setenv("OBSERVED_BATCH_GHOST_LEVEL", "3")
+
+    # WHEN a processor without it is constructed THEN its variables are left to its construction
+    assert ob.BatchProcessor(ob.EventType.SQS).middlewares == ()
+    assert config.declared_option_kinds("ghost") is None
+    # AND a class whose constructor is inherited cannot be read from its module's source either
+    assert config._source_option_kinds("dummy_middleware", "NoInit") is None
+    assert config._source_option_kinds("dummy_middleware", "Missing") is None
+    assert config._source_option_kinds("no_such_top_level_module_xyz", "X") is None
+
+
+class Plugin(ob.Middleware):
+    name = "acme_audit"
+
+
+def test_a_middleware_instance_owns_the_variables_under_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a third-party middleware reading OBSERVED_BATCH_ACME_AUDIT_* itself
+    monkeypatch.setenv("OBSERVED_BATCH_ACME_AUDIT_TABLE", "audit")
+
+    # WHEN it is in the chain THEN its variables are its business
+    assert ob.BatchProcessor(ob.EventType.SQS, middleware=[Plugin()]).middlewares != ()
+
+    # AND without it in the chain, they name nothing
+    with pytest.raises(ob.ConfigError, match="unknown variable OBSERVED_BATCH_ACME_AUDIT_TABLE"):
+        ob.BatchProcessor(ob.EventType.SQS, middleware=[])
+
+
+def test_a_builtin_instance_does_not_hide_typos_in_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a built-in passed as an instance, and a misspelt option of it in the environment
+    from observed_batch.middleware import MetricsMiddleware
+
+    monkeypatch.setenv("OBSERVED_BATCH_METRICS_NAMESPAC", "Shop")
+
+    # WHEN / THEN the typo is still reported
+    with pytest.raises(ob.ConfigError, match="did you mean OBSERVED_BATCH_METRICS_NAMESPACE"):
+        ob.BatchProcessor(ob.EventType.SQS, middleware=[MetricsMiddleware()])
 
 
 def test_constructor_type_errors_become_config_errors(dummy: None) -> None:
@@ -263,7 +418,7 @@ def write_pyproject(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch) 
     path = tmp_path / "pyproject.toml"
     path.write_text(text)
     monkeypatch.setenv("OBSERVED_BATCH_PYPROJECT", str(path))
-    config._read_pyproject.cache_clear()
+    _pyproject.read_pyproject.cache_clear()
 
 
 def test_pyproject_section_configures_middleware_and_options(
@@ -287,6 +442,10 @@ def test_pyproject_section_configures_middleware_and_options(
     ("text", "message"),
     [
         ('[tool.observed_batch]\nmiddleware = ["nope"]\n', "unknown middleware 'nope' in [tool.observed_batch]"),
+        (
+            "[tool.observed_batch.dumy]\nmax_bytes = 1\n",
+            "unknown table [tool.observed_batch.dumy] (did you mean [tool.observed_batch.dummy]?); valid: ",
+        ),
         ("[tool.observed_batch.dummy]\nmax_bytez = 1\n", "unknown option 'max_bytez' in [tool.observed_batch.dummy]"),
         ('[tool.observed_batch.dummy]\nmax_bytes = "1"\n', "[tool.observed_batch.dummy] max_bytes='1' must be of type"),
         ("[tool.observed_batch.dummy]\nenabled = 1\n", "[tool.observed_batch.dummy] enabled=1 must be of type bool"),
@@ -315,3 +474,13 @@ def test_option_kinds_only_cover_scalar_keyword_options(dummy: None) -> None:
         "limit": int,
         "mode": ("per_record", "batch"),
     }
+
+
+def test_option_kinds_leave_positional_parameters_out() -> None:
+    # GIVEN a constructor with a positional parameter and a keyword-only one
+    class Positional:
+        def __init__(self, size: int, *, mode: str = "a") -> None:
+            self.size, self.mode = size, mode
+
+    # WHEN / THEN only the keyword-only one is an option
+    assert config.option_kinds(Positional) == {"mode": str}

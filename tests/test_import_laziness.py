@@ -90,3 +90,25 @@ def test_a_middleware_loads_only_its_own_backend(name: str, backend: str, tmp_pa
 
     # THEN exactly its backend is imported, not the others'
     assert loaded == [backend]
+
+
+def test_options_of_builtins_that_are_not_enabled_are_checked_without_their_backends(tmp_path: Path) -> None:
+    # GIVEN options of tracing, sentry and logging in the environment, one of them misspelt, none enabled
+    loaded = _backends_loaded_by(
+        "import os\n"
+        "from observed_batch import BatchProcessor, ConfigError, EventType\n"
+        "os.environ['OBSERVED_BATCH_TRACING_MAX_RESPONSE_BYTES'] = '100'\n"
+        "os.environ['OBSERVED_BATCH_SENTRY_INCLUDE_BODY'] = 'true'\n"
+        "os.environ['OBSERVED_BATCH_LOGGING_LEVEL'] = 'debug'\n"
+        "BatchProcessor(EventType.SQS, middleware=['metrics'])\n"
+        "os.environ['OBSERVED_BATCH_TRACING_MAX_RESPONSE_BYTE'] = '100'\n"
+        "try:\n"
+        "    BatchProcessor(EventType.SQS, middleware=['metrics'])\n"
+        "    raise SystemExit('the misspelt option was accepted')\n"
+        "except ConfigError as exc:\n"
+        "    assert 'did you mean OBSERVED_BATCH_TRACING_MAX_RESPONSE_BYTES' in str(exc), exc\n",
+        tmp_path,
+    )
+
+    # THEN the valid ones pass, the misspelt one fails, and no backend was imported to tell
+    assert loaded == []

@@ -1,7 +1,10 @@
 """Helpers shared by the ``observed-batch`` commands: one-line errors, progress, stdout telemetry.
 
-Exit codes: ``UsageProblem`` exits 2 (the command was asked something it cannot do), ``HandlerFailed``
-exits 1 (the user's code raised). Both print one line: ``Error: ...``.
+Every command reports errors the same way, as click does: one line ``Error: ...`` on stderr and an
+exit code. ``UsageProblem`` exits 2 (the command was asked something it cannot do: a bad argument, an
+unreadable file, a ``ConfigError``, AWS refusing access); ``HandlerFailed`` exits 1 (the user's code
+raised). Findings (``doctor``) exit 1 after their report. click's own argument errors (missing option,
+bad choice) keep click's format and exit 2 too.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ __all__ = [
     "Ticker",
     "UsageProblem",
     "capture_stdout",
+    "config_problem",
     "emf_metrics",
     "read_json",
     "split_telemetry",
@@ -34,15 +38,27 @@ __all__ = [
 
 
 class UsageProblem(click.ClickException):
-    """A usage or configuration error, reported as one line; exit code 2 (as click's own usage errors)."""
+    """A usage or configuration error, reported as one line; exit code 2 (as click's own usage errors).
+
+    The base of every exit-2 error of the commands; the message is kept to its first line.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message.strip().splitlines()[0] if message.strip() else message)
 
 
 class HandlerFailed(click.ClickException):
     """The user's handler raised; exit code 1."""
 
     exit_code = 1
+
+
+def config_problem(exc: Exception, context: str | None = None) -> UsageProblem:
+    """A ``ConfigError`` as a usage problem: ``configuration error[ context]: <message>``."""
+    where = f" {context}" if context else ""
+    return UsageProblem(f"configuration error{where}: {exc}")
 
 
 def read_json(path: str, what: str) -> Any:

@@ -7,6 +7,7 @@ from typing import IO
 
 import click
 
+from observed_batch.cli._common import UsageProblem
 from observed_batch.dashboards import SHIPPED_REGION, render, render_alarms
 from observed_batch.errors import ConfigError
 from observed_batch.middleware.metrics import DEFAULT_NAMESPACE, DEFAULT_SERVICE
@@ -84,5 +85,5 @@ def command(
                 account_id=account_id,
             )
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise UsageProblem(str(exc)) from None
     output.write(json.dumps(document, indent=2) + "\n")

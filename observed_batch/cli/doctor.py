@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from observed_batch.cli._common import UsageProblem
 from observed_batch.doctor import Finding, Setup, collect, diagnose
 
 __all__ = ["DoctorError", "aws_errors", "command"]
@@ -28,10 +29,8 @@ _AUTH_ERRORS = {
 }
 
 
-class DoctorError(click.ClickException):
+class DoctorError(UsageProblem):
     """A usage, credential or connection problem: one clear line, exit code 2."""
-
-    exit_code = 2
 
 
 @click.command("doctor")

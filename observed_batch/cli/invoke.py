@@ -13,7 +13,8 @@ summarised; nothing is exported. Sentry sends only if the environment names a DS
 
 Exit codes: 0 when the handler returned (whatever its batchItemFailures: partial failure is a normal
 outcome), 1 when it raised (at import or during the call), 2 for usage and configuration errors (bad
-MODULE:HANDLER, unreadable event or env file, ``ConfigError``).
+handler spec, unreadable event or env file, ``ConfigError``). The handler is ``module:function`` or,
+as in a SAM template's ``Handler:``, ``module.function``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ import json
 import os
 import sys
 import time
-import traceback
-import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -38,35 +37,33 @@ from observed_batch.cli._common import (
     Ticker,
     UsageProblem,
     capture_stdout,
-    emf_metrics,
+    config_problem,
     read_json,
     split_telemetry,
 )
+from observed_batch.cli._exceptions import describe, exception_report
+from observed_batch.cli._render import render
+from observed_batch.cli._spans import span_collector, span_dict
+from observed_batch.config import is_disabled
 from observed_batch.errors import ConfigError
 from observed_batch.testing import FakeLambdaContext
 
 __all__ = ["command", "render", "run"]
 
-_MAX_ERROR_CHARS = 300
-_MAX_FIELD_CHARS = 160
-#: Log fields every line has, shown in the line's prefix rather than as key=value.
-_LOG_PREFIX_FIELDS = ("event", "message", "level", "timestamp", "exception", "logger")
-#: Milliseconds shown in larger units from 1 s up: record ages of old events read better as "3.2 d".
-_DURATIONS = ((86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1000, "s"))
-#: Fields shown first (the rest keep their order): what a reader scans for.
-_LOG_FIRST_FIELDS = ("message_id", "exc_type", "exc_message", "successes", "failures", "skipped", "duration_ms")
-
-# One span collector per SDK TracerProvider, so repeated invokes in one process (tests) do not stack
-# span processors on the same provider.
-_COLLECTORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_SPEC_EXAMPLE = "examples.sqs_orders.app:handler or examples.sqs_orders.app.handler"
 
 
 # -- inputs ---------------------------------------------------------------------------------------
 def _parse_spec(spec: str) -> tuple[str, str]:
-    module_name, _, attribute = spec.partition(":")
+    """``module:function`` (attribute paths allowed after the colon) or ``module.function``, the form of
+    Lambda's and SAM's ``Handler:`` (the last dot splits)."""
+    if ":" in spec:
+        module_name, _, attribute = spec.partition(":")
+    else:
+        module_name, _, attribute = spec.rpartition(".")
     parts = [*module_name.split("."), *attribute.split(".")]
     if not module_name or not attribute or not all(part.isidentifier() for part in parts):
-        raise UsageProblem(f"expected MODULE:HANDLER such as examples.sqs_orders.app:handler, got {spec!r}")
+        raise UsageProblem(f"expected MODULE:HANDLER or MODULE.HANDLER such as {_SPEC_EXAMPLE}, got {spec!r}")
     return module_name, attribute
 
 
@@ -147,69 +144,6 @@ def _record_count(event: Mapping[str, Any]) -> int:
     return 0
 
 
-# -- spans ----------------------------------------------------------------------------------------
-def _span_collector() -> Any:
-    """Attach (once per provider) a span processor keeping ended spans while ``active``, or ``None``
-    without the OpenTelemetry SDK."""
-    try:
-        from opentelemetry import trace
-        from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-    except ImportError:
-        return None
-
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
-        provider = trace.get_tracer_provider()
-        if not isinstance(provider, TracerProvider):  # pragma: no cover - set refused by a foreign provider
-            return None
-    collector = _COLLECTORS.get(provider)
-    if collector is None:
-
-        class _Collector(SpanProcessor):
-            def __init__(self) -> None:
-                self.active = False
-                self.spans: list[ReadableSpan] = []
-
-            def on_end(self, span: ReadableSpan) -> None:
-                if self.active:
-                    self.spans.append(span)
-
-        collector = _Collector()
-        provider.add_span_processor(collector)
-        _COLLECTORS[provider] = collector
-    collector.spans = []
-    return collector
-
-
-def _hex(value: int, width: int) -> str:
-    return format(value, f"0{width}x")
-
-
-def _span_dict(span: Any) -> dict[str, Any]:
-    context = span.context
-    duration = ((span.end_time or 0) - (span.start_time or 0)) / 1e6  # collected spans have ended
-    return {
-        "name": span.name,
-        "kind": span.kind.name,
-        "status": span.status.status_code.name,
-        "duration_ms": duration,
-        "trace_id": _hex(context.trace_id, 32),
-        "span_id": _hex(context.span_id, 16),
-        "parent_span_id": _hex(span.parent.span_id, 16) if span.parent is not None else None,
-        "attributes": dict(span.attributes or {}),
-        "links": [
-            {
-                "trace_id": _hex(link.context.trace_id, 32),
-                "span_id": _hex(link.context.span_id, 16),
-                "attributes": dict(link.attributes or {}),
-            }
-            for link in span.links
-        ],
-        "events": [event.name for event in span.events],
-    }
-
-
 # -- running --------------------------------------------------------------------------------------
 def _load(module_name: str, attribute: str) -> Callable[..., Any]:
     sys.modules.pop(module_name, None)  # every invoke is a cold start
@@ -221,13 +155,13 @@ def _load(module_name: str, attribute: str) -> Callable[..., Any]:
         if missing and (module_name == missing or module_name.startswith(missing + ".")):
             raise UsageProblem(
                 f"cannot import {module_name!r}: no module named {missing!r}"
-                " (run from the directory that contains it, or check MODULE:HANDLER)"
+                " (run from the directory that contains it, or check the handler spec)"
             ) from None
-        raise HandlerFailed(f"importing {module_name} raised {_describe(exc)}") from None
+        raise HandlerFailed(f"importing {module_name} raised {describe(exc)}") from None
     except ConfigError as exc:
-        raise UsageProblem(f"configuration error while importing {module_name}: {exc}") from None
+        raise config_problem(exc, f"while importing {module_name}") from None
     except (Exception, SystemExit) as exc:
-        raise HandlerFailed(f"importing {module_name} raised {_describe(exc)}") from None
+        raise HandlerFailed(f"importing {module_name} raised {describe(exc)}") from None
     target: Any = module
     for part in attribute.split("."):
         if not hasattr(target, part):
@@ -250,10 +184,34 @@ def _call(handler: Callable[..., Any], event: Any, context: Any) -> Any:
     return result
 
 
-def _describe(exc: BaseException) -> str:
-    message = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
-    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 3] + "..."
+@contextmanager
+def _watch_processors() -> Iterator[list[list[str]]]:
+    """Yield a list that receives the middleware names of every observed_batch processor built meanwhile
+    (at import or during the call), so the report can tell "no middleware enabled" from "enabled but
+    silent". Processors resolve their chain through ``processors.build_middlewares`` (a module global)."""
+    from observed_batch import processors
+
+    chains: list[list[str]] = []
+    namespace = vars(processors)
+    original = namespace["build_middlewares"]
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        chain = original(*args, **kwargs)
+        chains.append([str(getattr(middleware, "name", type(middleware).__name__)) for middleware in chain])
+        return chain
+
+    namespace["build_middlewares"] = recording
+    try:
+        yield chains
+    finally:
+        namespace["build_middlewares"] = original
+
+
+def _disabled() -> bool:
+    try:
+        return is_disabled()
+    except ConfigError:  # a bad value fails the processor's construction, which the report shows
+        return False
 
 
 def run(
@@ -265,7 +223,7 @@ def run(
     function_name: str = "observed-batch-local",
     directory: str | None = None,
 ) -> dict[str, Any]:
-    """Invoke ``spec`` (``module:handler``) once; returns the report ``--json`` prints.
+    """Invoke ``spec`` (``module:handler`` or ``module.handler``) once; returns the report ``--json`` prints.
 
     Raises ``UsageProblem`` (bad spec, ``ConfigError``) or ``HandlerFailed`` (the module raised at
     import); an exception from the handler call is reported in ``report["error"]``.
@@ -275,8 +233,13 @@ def run(
         raise UsageProblem(f"the event must be a JSON object (a Lambda event), got {type(event).__name__}")
     records = _record_count(event)
     with _patched_environ(environment or {}), _on_sys_path(directory or os.getcwd()):
-        collector = _span_collector()
-        with capture_stdout() as captured, Ticker(f"still running {spec} on {records} records"):
+        collector = span_collector()
+        disabled = _disabled()
+        with (
+            capture_stdout() as captured,
+            Ticker(f"still running {spec} on {records} records"),
+            _watch_processors() as chains,
+        ):
             handler = _load(module_name, attribute)
             context = FakeLambdaContext(remaining_ms, function_name=function_name)
             if collector is not None:
@@ -289,14 +252,9 @@ def run(
             except KeyboardInterrupt:
                 raise
             except ConfigError as exc:
-                raise UsageProblem(f"configuration error: {exc}") from None
+                raise config_problem(exc) from None
             except BaseException as exc:
-                error = {
-                    "type": type(exc).__name__,
-                    "message": str(exc),
-                    "summary": _describe(exc),
-                    "traceback": traceback.format_exc(),
-                }
+                error = exception_report(exc)
             finally:
                 if collector is not None:
                     collector.active = False
@@ -311,115 +269,13 @@ def run(
         "response": response,
         "failed_records": len(failures) if isinstance(failures, list) else None,
         "error": error,
+        "disabled": disabled,
+        "middleware": chains,
         "metrics": telemetry.emf,
         "logs": telemetry.logs,
-        "spans": [_span_dict(span) for span in collector.spans] if collector is not None else None,
+        "spans": [span_dict(span) for span in collector.spans] if collector is not None else None,
         "stdout": telemetry.other,
     }
-
-
-# -- rendering ------------------------------------------------------------------------------------
-def _capped(lines: list[str], limit: int) -> list[str]:
-    if len(lines) <= limit:
-        return lines
-    return [*lines[:limit], f"  ... {len(lines) - limit} more (--json shows all)"]
-
-
-def _clip(text: str, limit: int = _MAX_FIELD_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _scalar(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
-
-
-def _number(value: float, unit: str = "") -> str:
-    if unit == "Milliseconds" and abs(value) >= 1000:
-        size, suffix = next((size, suffix) for size, suffix in _DURATIONS if abs(value) >= size)
-        return f"{value / size:.3g} {suffix}"
-    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-
-
-def _render_response(report: dict[str, Any]) -> list[str]:
-    records, error = report["records"], report["error"]
-    if error is not None:
-        lines = [f"Response: none, the handler raised {error['summary']}"]
-        lines += ["  " + line for line in error["traceback"].rstrip().splitlines()[-12:]]
-        return lines
-    failed = report["failed_records"]
-    if failed is None:
-        head = "Response (no batchItemFailures: not a partial batch response)"
-    elif failed == 0:
-        head = f"Response: all {records} records succeeded"
-    else:
-        head = f"Response: {failed} of {records} records failed"
-    return [head, "  " + _clip(json.dumps(report["response"], default=str), 2000)]
-
-
-def _render_metrics(documents: list[dict[str, Any]], limit: int) -> list[str]:
-    lines = [f"Metrics ({len(documents)} EMF document{'s' if len(documents) != 1 else ''})"]
-    for document in documents[:limit]:
-        directives = document.get("_aws", {}).get("CloudWatchMetrics") or [{}]
-        directive = directives[0] if isinstance(directives[0], dict) else {}
-        names = sorted({name for group in directive.get("Dimensions") or [] for name in group})
-        dimensions = " ".join(f"{name}={document.get(name)}" for name in names)
-        lines.append(f"  namespace {directive.get('Namespace')}  dimensions {dimensions or '(none)'}")
-        for stat in emf_metrics(document):
-            if stat.is_count:
-                lines.append(f"    {stat.name:<22} {_number(stat.total):>8}  {stat.unit}")
-            else:
-                low, median, high = (_number(v, stat.unit) for v in (stat.minimum, stat.median, stat.maximum))
-                spread = f"min {low}  p50 {median}  max {high}"
-                lines.append(f"    {stat.name:<22} {stat.samples:>8}  samples  {spread}  ({stat.unit})")
-    return lines
-
-
-def _render_logs(logs: list[dict[str, Any]], limit: int) -> list[str]:
-    lines = [f"Logs ({len(logs)} line{'s' if len(logs) != 1 else ''})"]
-    for log in logs:
-        event = log.get("event", log.get("message", ""))
-        keys = sorted(
-            (key for key in log if key not in _LOG_PREFIX_FIELDS),
-            key=lambda key: _LOG_FIRST_FIELDS.index(key) if key in _LOG_FIRST_FIELDS else len(_LOG_FIRST_FIELDS),
-        )
-        fields = " ".join(f"{key}={_scalar(log[key])}" for key in keys)
-        lines.append(_clip(f"  {str(log.get('level', '')).upper():<7} {_scalar(event):<16} {fields}".rstrip(), 240))
-    return _capped(lines, limit + 1)
-
-
-def _render_spans(spans: list[dict[str, Any]], limit: int) -> list[str]:
-    lines = [f"Spans ({len(spans)})"]
-    for span in spans:
-        details = [
-            f"{key}={_scalar(value)}"
-            for key, value in span["attributes"].items()
-            if key.endswith("message.id") or key == "error.type" or key.endswith("message_count")
-        ]
-        if span["links"]:
-            details.append(f"links={len(span['links'])}")
-        head = f"  {span['name']}  {span['kind']}  {span['status']}  {span['duration_ms']:.2f} ms"
-        lines.append(_clip(f"{head}  {' '.join(details)}".rstrip(), 240))
-    return _capped(lines, limit + 1)
-
-
-def render(report: dict[str, Any], limit: int = 20) -> str:
-    """The human-readable report."""
-    sections = [
-        [f"{report['handler']}: {report['records']} records in {report['duration_ms']:.1f} ms"],
-        _render_response(report),
-    ]
-    if report["metrics"]:
-        sections.append(_render_metrics(report["metrics"], limit))
-    if report["logs"]:
-        sections.append(_render_logs(report["logs"], limit))
-    if report["spans"]:
-        sections.append(_render_spans(report["spans"], limit))
-    if report["stdout"]:
-        output = [f"Handler output ({len(report['stdout'])} lines)", *("  " + line for line in report["stdout"])]
-        sections.append(_capped(output, limit + 1))
-    if not (report["metrics"] or report["logs"] or report["spans"]):
-        sections.append(["No telemetry captured: is OBSERVED_BATCH_MIDDLEWARE set (see --env-vars)?"])
-    return "\n\n".join("\n".join(section) for section in sections)
 
 
 @click.command("invoke")
@@ -456,8 +312,8 @@ def command(
     as_json: bool,
     max_lines: int,
 ) -> None:
-    """Run MODULE:HANDLER on an event with a fake Lambda context; print its partial batch response and
-    the telemetry it emitted (EMF metrics, log lines, spans).
+    """Run MODULE:HANDLER (or MODULE.HANDLER, as in a SAM template) on an event with a fake Lambda
+    context; print its partial batch response and the telemetry it emitted (EMF metrics, logs, spans).
 
     Exit code 1 when the handler raised, 2 for usage or configuration errors, 0 otherwise (failed
     records in batchItemFailures are a normal outcome).

@@ -3,7 +3,10 @@
     observed-batch sample-event sqs --count 10 --fail-every 5 > event.json
 
 Built with the ``observed_batch.testing`` factories (the shapes Lambda delivers), with payloads the
-examples understand: orders for SQS and DynamoDB, click events for Kinesis. ``--fail-every K`` marks
+examples understand: orders for SQS, DynamoDB and Kafka, click events for Kinesis. Kafka events come
+from Amazon MSK (``eventSource: aws:kafka`` with the cluster's ``eventSourceArn``) or a self-managed
+cluster (``eventSource: SelfManagedKafka``), records grouped by ``topic-partition`` and assigned to a
+partition by their key, as Kafka's default partitioner does. ``--fail-every K`` marks
 every K-th record as poison (``"fail": true`` in the payload), which the examples' handlers reject.
 Identifiers and payloads are deterministic for a given ``--seed``; timestamps end at ``--time``
 (default: now), so record ages look like a live queue's.
@@ -11,10 +14,12 @@ Identifiers and payloads are deterministic for a given ``--seed``; timestamps en
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import random
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -23,10 +28,18 @@ import click
 from observed_batch import testing
 from observed_batch.cli._common import Progress, UsageProblem
 
-__all__ = ["POISON_KEY", "SOURCES", "build_event", "command"]
+__all__ = ["KAFKA_SOURCES", "POISON_KEY", "SOURCES", "build_event", "command"]
 
-#: source -> default queue / stream / table name
-SOURCES = {"sqs": "orders", "sqs-fifo": "orders.fifo", "kinesis": "clickstream", "dynamodb": "orders"}
+#: source -> default queue / stream / table / topic name
+SOURCES = {
+    "sqs": "orders",
+    "sqs-fifo": "orders.fifo",
+    "kinesis": "clickstream",
+    "dynamodb": "orders",
+    "kafka": "orders",
+}
+#: Where a Kafka event comes from: Amazon MSK or a self-managed cluster.
+KAFKA_SOURCES = ("msk", "self-managed")
 #: Payload key marking a poison record (``true``); the examples' handlers raise on it.
 POISON_KEY = "fail"
 MAX_COUNT = 100_000
@@ -36,6 +49,9 @@ _PROGRESS_EVERY = 1000
 _CURRENCIES = ("EUR", "USD", "GBP")
 _PAGES = ("/", "/search", "/product/42", "/product/7", "/cart", "/checkout")
 _ACTIONS = ("view", "click", "add_to_cart", "checkout")
+#: Offset of each partition's first record: a topic that has seen traffic before.
+_KAFKA_FIRST_OFFSET = 1000
+_MSK_CLUSTER = "orders-cluster"
 
 _Factory = Callable[[int, random.Random, bool, int], dict[str, Any]]
 
@@ -113,6 +129,54 @@ def _dynamodb_factory(name: str) -> _Factory:
     return record
 
 
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _kafka_factory(topic: str, partitions: int) -> _Factory:
+    offsets = [_KAFKA_FIRST_OFFSET] * partitions
+
+    def record(index: int, rng: random.Random, poison: bool, sent_ms: int) -> dict[str, Any]:
+        customer = f"customer-{rng.randint(1, 50):03d}"
+        partition = zlib.crc32(customer.encode()) % partitions  # one key, one partition
+        offset, offsets[partition] = offsets[partition], offsets[partition] + 1
+        return {
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "timestamp": sent_ms,
+            "timestampType": "CREATE_TIME",
+            "key": _b64(customer.encode()),
+            "value": _order(index, rng, customer, poison=False),  # encoded once the event order is known
+            "headers": [{"event-type": list(b"order")}],
+        }
+
+    return record
+
+
+def _kafka_event(records: list[dict[str, Any]], kafka_source: str, seed: int, fail_every: int | None) -> dict[str, Any]:
+    """Records grouped by ``topic-partition``; every K-th record of the event (as Lambda and Powertools
+    read it, partition by partition) is poison."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for record in sorted(records, key=lambda r: (r["partition"], r["offset"])):
+        grouped.setdefault(f"{record['topic']}-{record['partition']}", []).append(record)
+    flattened = [record for batch in grouped.values() for record in batch]
+    for position, record in enumerate(flattened, 1):
+        if fail_every is not None and position % fail_every == 0:
+            record["value"][POISON_KEY] = True
+        record["value"] = _b64(json.dumps(record["value"]).encode())
+    if kafka_source == "self-managed":
+        servers = "kafka-1.internal.example.com:9092,kafka-2.internal.example.com:9092"
+        return {"eventSource": "SelfManagedKafka", "bootstrapServers": servers, "records": grouped}
+    cluster_id = f"{random.Random(seed).getrandbits(128):032x}"
+    cluster = f"cluster/{_MSK_CLUSTER}/{cluster_id[:8]}-{cluster_id[8:12]}-1"
+    arn = f"arn:aws:kafka:{testing.REGION}:{testing.ACCOUNT}:{cluster}"
+    brokers = ",".join(
+        f"b-{n}.{_MSK_CLUSTER}.{cluster_id[:6]}.c2.kafka.{testing.REGION}.amazonaws.com:9098" for n in (1, 2)
+    )
+    return {"eventSource": "aws:kafka", "eventSourceArn": arn, "bootstrapServers": brokers, "records": grouped}
+
+
 def build_event(
     source: str,
     count: int,
@@ -123,23 +187,31 @@ def build_event(
     groups: int = 3,
     time_ms: int | None = None,
     progress: Callable[[int], None] | None = None,
+    kafka_source: str = "msk",
+    partitions: int = 3,
 ) -> dict[str, Any]:
     """The event ``sample-event`` prints, as a dict (for use from Python and tests).
 
-    Record ``i`` (0-based) is poison when ``(i + 1) % fail_every == 0``. ``groups`` is the number of
-    FIFO message groups (``sqs-fifo``), assigned round-robin as ``customer-001``, ``customer-002``...
+    Record ``i`` (0-based, in the order generated) is poison when ``(i + 1) % fail_every == 0``.
+    ``groups`` is the number of FIFO message groups (``sqs-fifo``), assigned round-robin as
+    ``customer-001``, ``customer-002``...; ``partitions`` the number of Kafka partitions, and
+    ``kafka_source`` ``msk`` or ``self-managed``.
     """
     if source not in SOURCES:
         raise UsageProblem(f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
     name = name or SOURCES[source]
     if source == "sqs-fifo" and not name.endswith(".fifo"):
         raise UsageProblem(f"FIFO queue names end in .fifo, got --source-name {name!r}")
+    if kafka_source not in KAFKA_SOURCES:
+        raise UsageProblem(f"unknown Kafka source {kafka_source!r}; valid: {', '.join(KAFKA_SOURCES)}")
     newest_ms = int(time.time() * 1000) if time_ms is None else time_ms
     factory: _Factory
     if source == "kinesis":
         factory = _kinesis_factory(name)
     elif source == "dynamodb":
         factory = _dynamodb_factory(name)
+    elif source == "kafka":
+        factory = _kafka_factory(name, partitions)
     else:
         factory = _sqs_factory(name, seed, groups if source == "sqs-fifo" else None, newest_ms + 5)
     rng = random.Random(seed)
@@ -149,6 +221,8 @@ def build_event(
         records.append(factory(index, rng, poison, newest_ms - (count - 1 - index) * _SPACING_MS))
         if progress is not None and (index + 1) % _PROGRESS_EVERY == 0:
             progress(index + 1)
+    if source == "kafka":
+        return _kafka_event(records, kafka_source, seed, fail_every)
     return {"Records": records}
 
 
@@ -166,7 +240,15 @@ def build_event(
 @click.option(
     "--groups", type=click.IntRange(1, 10_000), default=3, show_default=True, help="Message groups (sqs-fifo)."
 )
-@click.option("--source-name", default=None, help="Queue, stream or table name (default per source).")
+@click.option(
+    "--kafka-source",
+    type=click.Choice(KAFKA_SOURCES),
+    default="msk",
+    show_default=True,
+    help="kafka: Amazon MSK (aws:kafka, with eventSourceArn) or self-managed (SelfManagedKafka).",
+)
+@click.option("--partitions", type=click.IntRange(1, 1000), default=3, show_default=True, help="Partitions (kafka).")
+@click.option("--source-name", default=None, help="Queue, stream, table or topic name (default per source).")
 @click.option("--time", "time_ms", type=int, default=None, help="Epoch ms of the newest record [default: now].")
 @click.option(
     "--output",
@@ -182,6 +264,8 @@ def command(
     fail_every: int | None,
     seed: int,
     groups: int,
+    kafka_source: str,
+    partitions: int,
     source_name: str | None,
     time_ms: int | None,
     output: str,
@@ -197,6 +281,8 @@ def command(
         groups=groups,
         time_ms=time_ms,
         progress=progress.update,
+        kafka_source=kafka_source,
+        partitions=partitions,
     )
     text = json.dumps(event, indent=2) + "\n"
     if output == "-":
