@@ -26,12 +26,12 @@ With no middleware nothing is bound: the class is exactly the user's class on Po
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from time import perf_counter_ns
-from types import MethodType
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BasePartialBatchProcessor as _PtBasePartialBatchProcessor
@@ -125,16 +125,22 @@ class _CustomObserved:
         self._ob_handler = None  # the record handler, while _GuardedHandler stands in for it
         if not self._ob_chain:
             return
-        cls = type(self)
         # The class's implementations (the user's), bound once; the instance attributes below shadow them.
-        self._ob_process = MethodType(cls._process_record, self)  # type: ignore[attr-defined]
-        self._ob_async_process = MethodType(cls._async_process_record, self)  # type: ignore[attr-defined]
-        self._ob_success = MethodType(cls.success_handler, self)  # type: ignore[attr-defined]
-        self._ob_failure = MethodType(cls.failure_handler, self)  # type: ignore[attr-defined]
+        self._ob_process = self._ob_class_method("_process_record")
+        self._ob_async_process = self._ob_class_method("_async_process_record")
+        self._ob_success = self._ob_class_method("success_handler")
+        self._ob_failure = self._ob_class_method("failure_handler")
         setattr(self, "_process_record", self._ob_record)  # noqa: B010
         setattr(self, "_async_process_record", self._ob_async_record)  # noqa: B010
         setattr(self, "success_handler", self._ob_report_success)  # noqa: B010
         setattr(self, "failure_handler", self._ob_report_failure)  # noqa: B010
+
+    def _ob_class_method(self, name: str) -> Callable[..., Any]:
+        """``name`` as the class defines it, bound to this instance (what ``self.name`` was before shadowing)."""
+        cls = type(self)
+        attribute = inspect.getattr_static(cls, name)
+        binder = getattr(type(attribute), "__get__", None)
+        return binder(attribute, self, cls) if binder is not None else attribute  # type: ignore[no-any-return]
 
     def _ob_resolve_event_type(self) -> EventType | None:
         event_type = getattr(self, "event_type", None) or self._ob_event_type

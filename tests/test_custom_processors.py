@@ -253,6 +253,28 @@ def test_users_handler_overrides_run_once_per_record() -> None:
     assert [r.outcome for r in recorder.records()] == [ob.Outcome.SUCCESS, ob.Outcome.FAILURE]
 
 
+def test_outcomes_reported_with_keyword_arguments_are_seen() -> None:
+    # GIVEN a custom processor reporting as Powertools' own processors do, with keyword arguments
+    class Keywords(Reporting):
+        def _process_record(self, record: dict[str, Any]) -> Any:
+            data = self._to_batch_type(record, self.event_type)
+            try:
+                return self.success_handler(record=data, result=self.handler(data))
+            except Exception:
+                return self.failure_handler(record=data, exception=sys.exc_info())
+
+    recorder = RecordingMiddleware()
+
+    # WHEN processed
+    ob.process_partial_response(sqs_event(2, body=fail_on(1)), handler, Keywords(middleware=[recorder]))
+
+    # THEN the middleware saw the result and the exception
+    ok, failed = recorder.records()
+    assert (ok.outcome, ok.result) == (ob.Outcome.SUCCESS, "o0")
+    assert failed.exc_info is not None
+    assert str(failed.exc_info[1]) == "poison o1"
+
+
 def test_without_middleware_the_users_methods_are_not_wrapped() -> None:
     # GIVEN a custom processor with no middleware configured
     processor = Reporting()
@@ -268,8 +290,10 @@ def test_process_outside_a_context_manager_bypasses_the_chain() -> None:
     processor = Reporting(middleware=[recorder])
     processor(sqs_event(1)["Records"], handler)
 
-    # WHEN process() runs outside `with` THEN the user's code runs, unobserved
+    # WHEN process() / async_process() run outside `with` THEN the user's code runs, unobserved
     assert processor.process()[0][0] == "success"
+    processor(sqs_event(1)["Records"], async_handler)
+    assert processor.async_process()[0][0] == "success"
     assert recorder.events == []
 
 
@@ -386,6 +410,33 @@ def test_a_guarded_record_is_reported_by_the_users_code_without_running_the_hand
     ]
     # AND the record handler is the user's again after the batch
     assert processor.handler is counting
+
+
+def test_records_after_a_guarded_one_run_their_handler() -> None:
+    # GIVEN a guard failing only the middle record
+    class GuardOne(ob.Middleware):
+        def wrap_record(self, record: ob.RecordContext) -> Any:
+            if record.index == 1:
+                raise ob.FailRecord("guard")
+            yield
+
+    calls: list[str] = []
+
+    def counting(record: Any) -> str:
+        calls.append(record.message_id)
+        return handler(record)
+
+    recorder = RecordingMiddleware()
+    event = sqs_event(3)
+    ids = [r["messageId"] for r in event["Records"]]
+
+    # WHEN processed
+    response = ob.process_partial_response(event, counting, Reporting(middleware=[recorder, GuardOne()]))
+
+    # THEN the records around it ran their handler and succeeded
+    assert calls == [ids[0], ids[2]]
+    assert response == {"batchItemFailures": [{"itemIdentifier": ids[1]}]}
+    assert [r.outcome for r in recorder.records()] == [ob.Outcome.SUCCESS, ob.Outcome.SKIPPED, ob.Outcome.SUCCESS]
 
 
 def test_async_guarded_records_skip_the_handler() -> None:
