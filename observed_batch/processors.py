@@ -113,7 +113,16 @@ class _Observed:
             data = self._to_batch_type(record, self.event_type, self.model)  # type: ignore[attr-defined]
         except Exception:
             data = self._to_batch_type(record, self.event_type)  # type: ignore[attr-defined]
-        return self.failure_handler(data, context.exc_info)  # type: ignore[attr-defined]
+        exc_info = context.exc_info
+        # chain.enter kept the FailRecord's sys.exc_info()
+        assert exc_info is not None
+        assert exc_info[1] is not None
+        try:
+            # Reported from an except block, as Powertools reports a handler's exception: a failure_handler
+            # override sees the FailRecord in sys.exc_info() too (Sentry's capture_exception() reads it).
+            raise exc_info[1]
+        except BaseException:
+            return self.failure_handler(data, exc_info)  # type: ignore[attr-defined]
 
 
 def _crashed(context: RecordContext, chain: Chain, entered: list[Any]) -> None:

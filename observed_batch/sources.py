@@ -17,6 +17,7 @@ __all__ = [
     "MESSAGING_SYSTEMS",
     "destination_from_arn",
     "event_source_arn",
+    "event_type_of",
     "fifo_group",
     "producer_trace_headers",
     "receive_count",
@@ -62,6 +63,24 @@ def record_identifier(event_type: EventType, raw: Any) -> Any:
         topic, partition = _get(raw, "topic"), _get(raw, "partition")
         return {"partition": f"{topic}-{partition}", "offset": _get(raw, "offset")}
     return None  # pragma: no cover - EventType has no other members
+
+
+_EVENT_SOURCES = {
+    "aws:sqs": EventType.SQS,
+    "aws:kinesis": EventType.KinesisDataStreams,
+    "aws:dynamodb": EventType.DynamoDBStreams,
+}
+
+
+def event_type_of(raw: Any) -> EventType | None:
+    """The event type a raw record comes from, by its ``eventSource`` (Kafka records, flattened out of
+    their topic-partition lists, have none: they are told by their ``topic``/``partition``/``offset``)."""
+    source = _get(raw, "eventSource")
+    if isinstance(source, str) and source in _EVENT_SOURCES:
+        return _EVENT_SOURCES[source]
+    if _KAFKA is not None and all(_get(raw, key) is not None for key in ("topic", "partition", "offset")):
+        return _KAFKA  # type: ignore[no-any-return]
+    return None
 
 
 def event_source_arn(raw: Any) -> str | None:

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.batch import EventType
 from observed_batch import sources
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.batch import BasePartialBatchProcessor
+    from aws_lambda_powertools.utilities.batch import BasePartialProcessor
     from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
 
 __all__ = ["DEADLINE_RESERVE_MS", "BatchContext", "BatchSummary", "Middleware", "Outcome", "RecordContext"]
@@ -74,7 +74,7 @@ class BatchContext:
         event_type: EventType,
         records: list[Any],
         lambda_context: Any = None,
-        processor: BasePartialBatchProcessor | None = None,
+        processor: BasePartialProcessor | None = None,
         is_async: bool = False,
     ) -> None:
         self.event_type = event_type
@@ -260,15 +260,18 @@ class RecordContext:
         """The record as the handler sees it: the pydantic model if one is used, else the data class.
 
         Built on first access (records that fail model validation come back as the data class).
+        A custom processor built on ``BasePartialProcessor`` has no conversion: its records are the raw dicts.
         """
         if self._parsed is None:
             processor = self.batch.processor
-            if processor is None:
+            # Powertools-private conversion, the one its own processors use (BasePartialBatchProcessor only).
+            to_batch_type = getattr(processor, "_to_batch_type", None)
+            if to_batch_type is None:
                 return self.raw
             try:
-                self._parsed = processor._to_batch_type(self.raw, self.batch.event_type, processor.model)
+                self._parsed = to_batch_type(self.raw, self.batch.event_type, getattr(processor, "model", None))
             except Exception:
-                self._parsed = processor._to_batch_type(self.raw, self.batch.event_type)
+                self._parsed = to_batch_type(self.raw, self.batch.event_type)
         return self._parsed
 
 

@@ -7,6 +7,7 @@ import contextvars
 import json
 import logging
 import random
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -293,6 +294,34 @@ def test_fail_record_in_fifo_blocks_the_guarded_records_group_only() -> None:
         (ob.Outcome.SUCCESS, None),
         (ob.Outcome.SKIPPED, "fifo_short_circuit"),
     ]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_fail_record_reaches_a_failure_handler_override_as_the_exception_being_handled(asynchronous: bool) -> None:
+    # GIVEN a subclass whose failure_handler reads sys.exc_info(), as Sentry's capture_exception() does
+    seen: list[tuple[Any, Any]] = []
+
+    class Reporting(ob.AsyncBatchProcessor if asynchronous else ob.BatchProcessor):  # type: ignore[misc]
+        def failure_handler(self, record: Any, exception: Any) -> Any:
+            seen.append((exception[1], sys.exc_info()[1]))
+            return super().failure_handler(record, exception)
+
+    processor = Reporting(ob.EventType.SQS, middleware=[Guard(fail_from=1)])
+
+    async def async_handler(record: Any) -> str:
+        return handler(record)
+
+    # WHEN the guard fails the second record
+    event = sqs_event(2)
+    if asynchronous:
+        ob.async_process_partial_response(event, async_handler, processor)
+    else:
+        ob.process_partial_response(event, handler, processor)
+
+    # THEN the override got the FailRecord as its argument and as the exception being handled
+    ((argument, handled),) = seen
+    assert isinstance(argument, ob.FailRecord)
+    assert handled is argument
 
 
 def test_fifo_short_circuited_records_are_skipped_not_failed() -> None:
