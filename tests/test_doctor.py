@@ -557,3 +557,38 @@ def test_doctor_without_boto3_says_which_extra_to_install(monkeypatch: pytest.Mo
     result = CliRunner().invoke(main, ["doctor", "--function-name", "f"])
     assert result.exit_code == 2
     assert 'pip install "observed-batch[doctor]"' in result.output
+
+
+# -- where telemetry goes -----------------------------------------------------------------------------
+ADOT_LAYER = f"arn:aws:lambda:{REGION}:901920570463:layer:aws-otel-python-arm64-ver-1-25-0:1"
+
+
+def test_tracing_without_an_endpoint_or_collector_layer_is_reported() -> None:
+    # GIVEN tracing enabled, no OTEL exporter variables and no collector layer
+    function = function_config(env={"OBSERVED_BATCH_MIDDLEWARE": "metrics,tracing"})
+
+    # WHEN diagnosed
+    findings = diagnose(Setup(function))
+
+    # THEN one finding says the spans go to localhost:4318 and are dropped, and how to fix it
+    assert checks(findings) == ["tracing-no-destination"]
+    assert "http://localhost:4318" in findings[0].problem
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in findings[0].fix
+
+
+@pytest.mark.parametrize(
+    ("env", "layers"),
+    [
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector.example:4318"}, []),
+        ({"OTEL_TRACES_EXPORTER": "console"}, []),
+        ({}, [{"Arn": ADOT_LAYER, "CodeSize": 1}]),
+    ],
+    ids=["endpoint", "exporter", "collector-layer"],
+)
+def test_tracing_with_a_destination_is_clean(env: dict[str, str], layers: list[dict[str, Any]]) -> None:
+    # GIVEN tracing enabled with an endpoint, an exporter choice or a collector layer
+    function = function_config(env={"OBSERVED_BATCH_MIDDLEWARE": "tracing", **env})
+    function["Layers"] = layers
+
+    # WHEN diagnosed THEN nothing is reported
+    assert diagnose(Setup(function)) == []
