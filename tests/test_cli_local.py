@@ -400,7 +400,7 @@ def test_quick_start_prints_the_response_and_the_telemetry(runner: CliRunner, at
         assert "record_failed" in result.stdout
         assert "batch_summary" in result.stdout
     if "tracing" in AVAILABLE:
-        assert "Spans (10)" in result.stdout
+        assert "Spans (10; collected in memory, not exported)" in result.stdout
         assert "error.type=OrderRejected" in result.stdout
 
 
@@ -1249,10 +1249,33 @@ def test_spans_ended_during_the_call_are_collected(runner: CliRunner, workdir: P
     # WHEN invoked twice in one process (the provider and its collector are reused)
     invoke(runner, "spanning_app:handler", "--event", event)
     result = invoke(runner, "spanning_app:handler", "--event", event)
-    # THEN only the call's span is reported, once, with its message id
-    assert "Spans (1)\n  work  INTERNAL  UNSET" in result.stdout
+    # THEN only the call's span is reported, once, with its message id, and the report says it was not exported
+    assert "Spans (1; collected in memory, not exported)\n" in result.stdout
+    assert "  deployed, tracing sends them to http://localhost:4318/v1/traces" in result.stdout
+    assert "\n  work  INTERNAL  UNSET" in result.stdout
     assert "messaging.message.id=m-1" in result.stdout
     assert "other=" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/", "http://collector:4318/v1/traces"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318/v1/traces", "http://collector:4318/v1/traces"),
+        ("OTEL_TRACES_EXPORTER", "console", "OTEL_TRACES_EXPORTER=console"),
+    ],
+)
+def test_the_report_says_where_the_deployed_function_would_send_spans(
+    runner: CliRunner, workdir: Path, variable: str, value: str, shown: str
+) -> None:
+    pytest.importorskip("opentelemetry.sdk.trace")
+    # GIVEN a handler making a span, and the function's OTel configuration in --env
+    write_module(workdir, "spanning_app", SPANNING_HANDLER)
+    event = write_json(workdir / "e.json", {})
+    # WHEN invoked
+    result = invoke(runner, "spanning_app:handler", "--event", event, "--env", f"{variable}={value}", "--json")
+    # THEN the report names that destination
+    assert json.loads(result.stdout)["spans_deployed_to"] == shown
 
 
 def test_producer_links_are_summarised(runner: CliRunner, at_repo_root: Path, tmp_path: Path) -> None:

@@ -167,8 +167,10 @@ def _render_logs(logs: list[dict[str, Any]], limit: int) -> list[str]:
     return _capped(lines, limit + 1)
 
 
-def _render_spans(spans: list[dict[str, Any]], limit: int) -> list[str]:
-    lines = [f"Spans ({len(spans)})"]
+def _render_spans(spans: list[dict[str, Any]], limit: int, destination: str | None) -> list[str]:
+    lines = [f"Spans ({len(spans)}; collected in memory, not exported)"]
+    if destination:
+        lines.append(f"  deployed, tracing sends them to {destination}")
     for span in spans:
         details = [
             f"{key}={_scalar(value)}"
@@ -179,7 +181,7 @@ def _render_spans(spans: list[dict[str, Any]], limit: int) -> list[str]:
             details.append(f"links={len(span['links'])}")
         head = f"  {span['name']}  {span['kind']}  {span['status']}  {span['duration_ms']:.2f} ms"
         lines.append(_clip(f"{head}  {' '.join(details)}".rstrip(), 240))
-    return _capped(lines, limit + 1)
+    return _capped(lines, limit + (2 if destination else 1))
 
 
 def _no_telemetry(report: dict[str, Any]) -> list[str]:
@@ -214,7 +216,7 @@ def render(report: dict[str, Any], limit: int = 20) -> str:
     if report["logs"]:
         sections.append(_render_logs(report["logs"], limit))
     if report["spans"]:
-        sections.append(_render_spans(report["spans"], limit))
+        sections.append(_render_spans(report["spans"], limit, report.get("spans_deployed_to")))
     if report["stdout"]:
         output = [f"Handler output ({len(report['stdout'])} lines)", *("  " + line for line in report["stdout"])]
         sections.append(_capped(output, limit + 1))

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["span_collector", "span_dict"]
+__all__ = ["deployed_destination", "span_collector", "span_dict"]
 
 # One span collector per SDK TracerProvider, so repeated invokes in one process (tests) do not stack
 # span processors on the same provider.
@@ -45,6 +46,21 @@ def span_collector() -> Any:
         _COLLECTORS[provider] = collector
     collector.spans = []
     return collector
+
+
+def deployed_destination(environ: Mapping[str, str]) -> str:
+    """Where ``tracing`` would send the spans in Lambda with this environment (and no provider of the
+    user's): what ``invoke`` says instead of exporting them."""
+    exporters = environ.get("OTEL_TRACES_EXPORTER", "").strip()
+    if exporters:
+        return f"OTEL_TRACES_EXPORTER={exporters}"
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if endpoint:
+        return endpoint
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if base:
+        return base.rstrip("/") + "/v1/traces"
+    return "http://localhost:4318/v1/traces (no OTEL_EXPORTER_OTLP_ENDPOINT: a collector layer must listen there)"
 
 
 def _hex(value: int, width: int) -> str:

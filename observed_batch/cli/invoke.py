@@ -43,7 +43,7 @@ from observed_batch.cli._common import (
 )
 from observed_batch.cli._exceptions import describe, exception_report
 from observed_batch.cli._render import render
-from observed_batch.cli._spans import span_collector, span_dict
+from observed_batch.cli._spans import deployed_destination, span_collector, span_dict
 from observed_batch.config import is_disabled
 from observed_batch.errors import ConfigError
 from observed_batch.testing import FakeLambdaContext
@@ -234,6 +234,7 @@ def run(
     records = _record_count(event)
     with _patched_environ(environment or {}), _on_sys_path(directory or os.getcwd()):
         collector = span_collector()
+        destination = deployed_destination(os.environ)
         disabled = _disabled()
         with (
             capture_stdout() as captured,
@@ -274,6 +275,7 @@ def run(
         "metrics": telemetry.emf,
         "logs": telemetry.logs,
         "spans": [span_dict(span) for span in collector.spans] if collector is not None else None,
+        "spans_deployed_to": destination,
         "stdout": telemetry.other,
     }
 
