@@ -99,6 +99,44 @@ def _check(name: str, parameter: inspect.Parameter, env_var: str, row: OptionRow
             raise DocsDrift(f"{where}: default {row.default}, the code says {default!r}")
 
 
+def _middleware_section(name: str, docs: Path) -> list[str]:
+    cls = config.builtin_class(name)
+    kinds = config.option_kinds(cls)
+    rows = page_options((docs / "middleware" / f"{name}.md").read_text())
+    parameters = [p for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(rows) - {p.name for p in parameters})
+    if unknown:
+        raise DocsDrift(f"docs/middleware/{name}.md documents options the code does not have: {', '.join(unknown)}")
+    out = [
+        "",
+        f"## `{name}`",
+        "",
+        f"`observed_batch.middleware.{cls.__name__}`: details on the [{name} page](../middleware/{name}.md#options).",
+        "",
+        "| option | environment variable | type | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for parameter in parameters:
+        env_var = _env_var(name, parameter.name, kinds)
+        row = rows.get(parameter.name)
+        _check(name, parameter, env_var, row)
+        assert row is not None  # _check raised otherwise
+        default = parameter.default
+        if isinstance(default, bool):
+            default_cell = f"`{str(default).lower()}`"
+        elif default is None or default == "":
+            default_cell = row.default  # resolved at construction (env fallbacks): the page says how
+        else:
+            default_cell = f"`{default}`"
+        env_cell = f"`{env_var}`" if env_var != _CODE_ONLY else _CODE_ONLY
+        meaning = row.meaning.replace("](#", f"](../middleware/{name}.md#")
+        out.append(
+            f"| `{parameter.name}` | {env_cell} | {_type(kinds.get(parameter.name), parameter.annotation)} "
+            f"| {default_cell} | {meaning} |"
+        )
+    return out
+
+
 def options_reference(docs: Path = DOCS) -> str:
     """Markdown tables of every built-in and every option, checked against the middleware pages."""
     out = [
@@ -110,39 +148,7 @@ def options_reference(docs: Path = DOCS) -> str:
         backend = f"`{spec.backend.split('.')[0]}`" if spec.backend else "none"
         out.append(f"| [`{name}`](../middleware/{name}.md) | `{spec.cls}` | {extra} | {backend} |")
     for name in config.BUILTINS:
-        cls = config.builtin_class(name)
-        kinds = config.option_kinds(cls)
-        rows = page_options((docs / "middleware" / f"{name}.md").read_text())
-        parameters = [p for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY]
-        extra = sorted(set(rows) - {p.name for p in parameters})
-        if extra:
-            raise DocsDrift(f"docs/middleware/{name}.md documents options the code does not have: {', '.join(extra)}")
-        out += [
-            "",
-            f"## `{name}`",
-            "",
-            f"`observed_batch.middleware.{cls.__name__}`: details on the [{name} page](../middleware/{name}.md#options).",
-            "",
-            "| option | environment variable | type | default | meaning |",
-            "|---|---|---|---|---|",
-        ]
-        for parameter in parameters:
-            env_var = _env_var(name, parameter.name, kinds)
-            row = rows.get(parameter.name)
-            _check(name, parameter, env_var, row)
-            assert row is not None  # _check raised otherwise
-            default = parameter.default
-            if isinstance(default, bool):
-                default_cell = f"`{str(default).lower()}`"
-            elif default is None or default == "":
-                default_cell = row.default  # resolved at construction (env fallbacks): the page says how
-            else:
-                default_cell = f"`{default}`"
-            env_cell = f"`{env_var}`" if env_var != _CODE_ONLY else _CODE_ONLY
-            out.append(
-                f"| `{parameter.name}` | {env_cell} | {_type(kinds.get(parameter.name), parameter.annotation)} "
-                f"| {default_cell} | {row.meaning.replace('](#', f'](../middleware/{name}.md#')} |"
-            )
+        out += _middleware_section(name, docs)
     return "\n".join(out) + "\n"
 
 
