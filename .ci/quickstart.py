@@ -64,14 +64,27 @@ def script(commands: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_NOT_IN_A_CLONE = shutil.ignore_patterns(
+    ".git", ".venv", ".ci-venv", "venv*", "*.egg-info", "__pycache__", ".*_cache", "site", "out"
+)
+
+
 def copy_tree(source: Path, target: Path) -> None:
-    """Copy what a fresh clone would have: tracked files (as in the work tree) and new unignored ones."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=source,
-        check=True,
-        capture_output=True,
-    ).stdout.decode()
+    """Copy what a fresh clone would have: tracked files (as in the work tree) and new unignored ones.
+
+    Outside a git checkout (an unpacked sdist or tarball), copy everything but virtualenvs,
+    caches and build output.
+    """
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=source,
+            check=True,
+            capture_output=True,
+        ).stdout.decode()
+    except (OSError, subprocess.CalledProcessError):
+        shutil.copytree(source, target, ignore=_NOT_IN_A_CLONE, dirs_exist_ok=True)
+        return
     for name in filter(None, listed.split("\0")):
         path = source / name
         if path.is_file():  # a tracked file deleted in the work tree is not copied

@@ -267,6 +267,19 @@ def test_the_clean_copy_holds_tracked_and_new_files_but_not_ignored_or_deleted_o
     assert copied == [".gitignore", "new.md", "pkg/kept.py"]
 
 
+def test_outside_a_git_checkout_the_copy_leaves_out_venvs_and_caches(tmp_path: Path) -> None:
+    # GIVEN an unpacked tree (no .git) with a virtualenv, a cache and generated output next to the code
+    source, target = tmp_path / "source", tmp_path / "target"
+    for name in ("pkg/code.py", ".venv/bin/python", "pkg/__pycache__/code.pyc", "out/clicks.json", "README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(name)
+    # WHEN the tree is copied
+    quickstart.copy_tree(source, target)
+    # THEN only what a clone would hold arrives
+    copied = sorted(str(path.relative_to(target)) for path in target.rglob("*") if path.is_file())
+    assert copied == ["README.md", "pkg/code.py"]
+
+
 def test_the_quick_start_runs_without_the_callers_virtualenv(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a caller inside a virtualenv
     monkeypatch.setenv("VIRTUAL_ENV", "/somewhere/venv")
