@@ -88,7 +88,7 @@ _XRAY = AwsXRayPropagator()
 
 
 class TracingMiddleware(Middleware):
-    """OpenTelemetry spans for batch records; see the README's tracing section for what is and is not sent.
+    """OpenTelemetry spans for batch records; see docs/middleware/tracing.md for what is and is not sent.
 
     ``tracer_provider`` defaults to the global provider if one is set, else to a provider built once
     per process from the ``OTEL_*`` environment (OTLP/HTTP exporter, batch span processor). The global
