@@ -346,10 +346,10 @@ class LoggingMiddleware(Middleware):
             topic = first.get("topic") if isinstance(first, dict) else None
             destination = topic if isinstance(topic, str) else None
         state = _BatchState(self._logger(), _EVENT_SOURCES.get(system), destination, system == "aws_sqs")
-        batch.scratch[self.name] = state
+        batch.scratch[self] = state
 
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
-        state: _BatchState | None = record.batch.scratch.get(self.name)
+        state: _BatchState | None = record.batch.scratch.get(self)
         variables = self._variables
         if state is None or variables is None:
             yield from self._wrap_portably(record, state)
@@ -443,7 +443,7 @@ class LoggingMiddleware(Middleware):
                 line["body"] = _truncate_bytes(body, self.max_body_bytes)
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
-        state: _BatchState | None = batch.scratch.get(self.name)
+        state: _BatchState | None = batch.scratch.get(self)
         if state is None:
             return
         failed_ids = [_identifier_text(i) for i in summary.failed_ids[: self.max_failed_ids]]

@@ -47,7 +47,7 @@ _RAN_HANDLER = (Outcome.SUCCESS, Outcome.FAILURE)
 
 
 class _BatchState:
-    """Per-batch state, kept in ``batch.scratch["timeout_guard"]``."""
+    """Per-batch state, kept in ``batch.scratch[guard]`` (per instance)."""
 
     __slots__ = (
         "average_ms",
@@ -123,7 +123,7 @@ class TimeoutGuardMiddleware(Middleware):
             batch.skip_record_hooks(self)  # no Lambda context (local run, tests): nothing to guard against
             return
         margin = max(float(self.min_remaining_ms), self.remaining_fraction * initial)
-        batch.scratch[self.name] = _BatchState(initial, margin)
+        batch.scratch[self] = _BatchState(initial, margin)
         if initial < margin:
             logger.warning(
                 "timeout_guard: the batch starts with %d ms left, below the %.0f ms margin; every record will"
@@ -135,7 +135,7 @@ class TimeoutGuardMiddleware(Middleware):
 
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
         batch = record.batch
-        state: _BatchState | None = batch.scratch.get(self.name)
+        state: _BatchState | None = batch.scratch.get(self)
         if state is None:
             yield
             return
@@ -165,7 +165,7 @@ class TimeoutGuardMiddleware(Middleware):
         state.last_exit = exited
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
-        state: _BatchState | None = batch.scratch.get(self.name)
+        state: _BatchState | None = batch.scratch.get(self)
         if state is None or state.tripped_index is None:
             return
         logger.warning(

@@ -57,7 +57,6 @@ __all__ = ["TracingMiddleware"]
 
 logger = logging.getLogger("observed_batch.tracing")
 
-_KEY = "tracing"
 _PROCESS = MessagingOperationTypeValues.PROCESS.value
 
 #: Attributes of our own (no semantic convention covers them).
@@ -144,7 +143,7 @@ class TracingMiddleware(Middleware):
             self._breaker = env_breaker(self._provider) or self._breaker
             tracer = self._tracer = self._provider.get_tracer("observed_batch", __version__)
         state = _BatchState(tracer, self.max_batch_capture_bytes)
-        batch.scratch[_KEY] = state
+        batch.scratch[self] = state
         if self._breaker.is_open:
             # The backend is down: no spans, no flush; count what this invocation would have sent.
             state.active = False
@@ -162,7 +161,7 @@ class TracingMiddleware(Middleware):
             self._start_batch_span(batch, state, batch.destination or _first_topic(batch))
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
-        state: _BatchState | None = batch.scratch.get(_KEY)
+        state: _BatchState | None = batch.scratch.get(self)
         if state is None:
             return
         for span in list(state.open_spans):
@@ -183,7 +182,7 @@ class TracingMiddleware(Middleware):
 
     # -- record -----------------------------------------------------------------------------------
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
-        state: _BatchState | None = record.batch.scratch.get(_KEY)
+        state: _BatchState | None = record.batch.scratch.get(self)
         if state is None or not state.active:
             yield
             return
@@ -213,11 +212,18 @@ class TracingMiddleware(Middleware):
             if self.capture_body:
                 self._capture_body(span, state, record)
         token = otel_context.attach(trace.set_span_in_context(span))
+        resumed = False
         try:
             yield
+            resumed = True
         finally:
-            # Also when the generator is closed without resuming: never leak the span as current.
+            # Also when the generator is closed without resuming: never leak the span as current, and
+            # end the span (marked incomplete) before whatever closed it propagates.
             otel_context.detach(token)
+            if not resumed and recording:
+                state.open_spans.discard(span)
+                span.set_attribute(ATTR_INCOMPLETE, True)
+                span.end()
         if recording:
             try:
                 self._finish_record_span(span, state, record)
@@ -359,7 +365,7 @@ class TracingMiddleware(Middleware):
 
     # -- flushing ---------------------------------------------------------------------------------
     def flush_budget_ms(self, batch: BatchContext) -> int:
-        state: _BatchState | None = batch.scratch.get(_KEY)
+        state: _BatchState | None = batch.scratch.get(self)
         if state is None or not state.active or self._breaker.is_open:
             return 0
         return self.flush_timeout_ms
@@ -384,7 +390,7 @@ class TracingMiddleware(Middleware):
 
 
 class _BatchState:
-    """Per-invocation tracing state, kept in ``batch.scratch["tracing"]``."""
+    """Per-invocation tracing state, kept in ``batch.scratch[middleware]`` (per instance)."""
 
     __slots__ = (
         "_link_cache",

@@ -108,6 +108,9 @@ class Chain:
             except Exception as exc:
                 entered.append(None)
                 _contain(record.batch, middleware, "wrap_record", exc)
+            except BaseException:
+                _unwind(entered)  # KeyboardInterrupt, SystemExit, cancellation: nothing stays bound
+                raise
             else:
                 entered.append(hook)
         return entered
@@ -134,6 +137,9 @@ class Chain:
             except Exception as exc:
                 _contain(record.batch, middlewares[position], "wrap_record", exc)
                 continue
+            except BaseException:
+                _unwind(entered[:position])
+                raise
             middleware = middlewares[position]
             _contain(record.batch, middleware, "wrap_record", RuntimeError("wrap_record yielded twice"))
             close = getattr(hook, "close", None)
@@ -142,6 +148,20 @@ class Chain:
                     close()
                 except Exception as exc:
                     _contain(record.batch, middleware, "wrap_record", exc)
+
+
+def _unwind(hooks: list[Iterator[None] | None]) -> None:
+    """A ``BaseException`` is leaving the chain: close the suspended hooks, innermost first, so that
+    their ``finally`` blocks restore what they bound (contextvars, current span, Sentry scope)
+    before it propagates. It is not contained: ``KeyboardInterrupt`` / ``SystemExit`` still end
+    the invocation."""
+    for hook in reversed(hooks):
+        close = getattr(hook, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                logger.debug("observed_batch: a middleware failed while closing", exc_info=True)
 
 
 def tally(batch: BatchContext, raw: Any, entry: Any, exc_info: Any) -> None:

@@ -146,10 +146,11 @@ class _CustomObserved:
         event_type = getattr(self, "event_type", None) or self._ob_event_type
         if isinstance(event_type, EventType):
             return event_type
-        records = getattr(self, "records", None) or []
-        if not records:
+        records = getattr(self, "records", None)
+        if isinstance(records, Sequence) and not records:
             return None  # nothing to observe
-        event_type = sources.event_type_of(records[0])
+        # A generator is not peeked at (it would lose its first record): it needs event_type= too.
+        event_type = sources.event_type_of(records[0]) if isinstance(records, Sequence) else None
         if event_type is None:
             raise ConfigError(
                 f"observed_batch cannot tell which event source {type(self).__name__}'s records come from"
@@ -195,6 +196,8 @@ class _CustomObserved:
 
     # -- record -------------------------------------------------------------------------------
     def _ob_start_record(self, batch: BatchContext, record: dict[str, Any]) -> tuple[_Report, list[Any]]:
+        if batch._streamed:
+            batch._arrived(record)
         context = RecordContext(batch, record, batch.next_index())
         entered = self._ob_chain.enter(context)
         report = _Report(self, context)

@@ -154,6 +154,8 @@ class BatchProcessor(_Observed, _PtBatchProcessor):
         batch = self._ob_batch
         if batch is None:
             return super()._process_record(record)
+        if batch._streamed:
+            batch._arrived(record)
         exceptions = self.exceptions
         known = len(exceptions)
         if not batch._wrapping:
@@ -218,6 +220,8 @@ class AsyncBatchProcessor(_Observed, _PtAsyncBatchProcessor):
         batch = self._ob_batch
         if batch is None:
             return await super()._async_process_record(record)
+        if batch._streamed:
+            batch._arrived(record)
         if not batch._wrapping:
             batch._next_index += 1
             try:

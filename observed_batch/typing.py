@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from aws_lambda_powertools.utilities.batch import EventType
@@ -55,6 +55,7 @@ class BatchContext:
         "_destination",
         "_next_index",
         "_stop",
+        "_streamed",
         "_wrapping",
         "event_source_arn",
         "event_type",
@@ -72,12 +73,18 @@ class BatchContext:
     def __init__(
         self,
         event_type: EventType,
-        records: list[Any],
+        records: Any,
         lambda_context: Any = None,
         processor: BasePartialProcessor | None = None,
         is_async: bool = False,
     ) -> None:
         self.event_type = event_type
+        if isinstance(records, Sequence):
+            self._streamed = False
+        else:
+            # A generator (or anything else Powertools iterates, including what it then rejects): never
+            # consumed or measured here. Records are added as the processor reaches them (``_arrived``).
+            records, self._streamed = [], True
         self.records = records
         self.size = len(records)
         self.lambda_context = lambda_context
@@ -100,6 +107,14 @@ class BatchContext:
         self._stop: ExceptionInfo | None = None
         #: The chain running this batch (set by it), for ``telemetry_budget_ms``.
         self._chain: Any = None
+
+    def _arrived(self, raw: Any) -> None:
+        """A record of a streamed batch (records given as a generator) reached the processor."""
+        if not self.records:
+            self.event_source_arn = sources.event_source_arn(raw)
+            self._destination = sources.destination_from_arn(self.event_type, self.event_source_arn)
+        self.records.append(raw)
+        self.size += 1
 
     def next_index(self) -> int:
         """Position of the next record to start (records start in batch order, also when async)."""
