@@ -30,7 +30,7 @@ import structlog
 from structlog.contextvars import bind_contextvars, merge_contextvars, reset_contextvars
 
 from observed_batch.errors import ConfigError
-from observed_batch.tracebacks import format_exception, safe_str, type_name
+from observed_batch.tracebacks import type_name
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
 __all__ = ["LoggingMiddleware"]
@@ -268,6 +268,7 @@ class LoggingMiddleware(Middleware):
         max_message_chars: int = 1024,
         include_body: bool = False,
         max_body_bytes: int = 1024,
+        include_input_values: bool = False,
         stdlib_interop: bool = False,
         configure_structlog: bool = False,
         logger: Any = None,
@@ -284,6 +285,9 @@ class LoggingMiddleware(Middleware):
         self.max_traceback_chars = _check_count("max_traceback_chars", max_traceback_chars)
         self.max_message_chars = _check_count("max_message_chars", max_message_chars)
         self.include_body = bool(include_body)
+        if not isinstance(include_input_values, bool):
+            raise ConfigError(f"logging option include_input_values={include_input_values!r} must be true or false")
+        self.include_input_values = include_input_values
         self.max_body_bytes = _check_count("max_body_bytes", max_body_bytes)
         self._injected = logger
         self._variables = _structlog_variables()
@@ -428,10 +432,13 @@ class LoggingMiddleware(Middleware):
         exc_info = record.exc_info
         exc = exc_info[1] if exc_info is not None else None
         if exc is not None:
+            redaction = record.batch.redaction
             line["exc_type"] = type_name(type(exc))
-            line["exc_message"] = _truncate(safe_str(exc), self.max_message_chars)
+            message = redaction.exception_message(exc, self.include_input_values)
+            line["exc_message"] = _truncate(message, self.max_message_chars)
             if self.max_traceback_chars:
-                text = format_exception(exc, exc_info[2] if exc_info is not None else None)
+                tb = exc_info[2] if exc_info is not None else None
+                text = redaction.exception_text(exc, tb, self.include_input_values)
                 line["exception"] = _truncate(text, self.max_traceback_chars, keep_tail=True)
         self._add_body(line, record)
         logger.error("record_failed", **line)
@@ -440,7 +447,7 @@ class LoggingMiddleware(Middleware):
         if self.include_body:
             body = _body(record)
             if body is not None:
-                line["body"] = _truncate_bytes(body, self.max_body_bytes)
+                line["body"] = _truncate_bytes(record.batch.redaction.text(body), self.max_body_bytes)
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
         state: _BatchState | None = batch.scratch.get(self)

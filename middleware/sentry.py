@@ -30,14 +30,11 @@ events that would have been sent are counted in ``BatchSummary.telemetry_dropped
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
-import sys
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import sentry_sdk
@@ -49,6 +46,16 @@ from observed_batch.errors import ConfigError
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
 from ._sentry_compat import watch_transport
+from ._sentry_event import (
+    batch_tags,
+    bounded_body,
+    otel_trace_ids,
+    record_body,
+    record_context,
+    record_tags,
+    redact_event,
+    redact_validation_errors,
+)
 
 if TYPE_CHECKING:
     from sentry_sdk.types import Event
@@ -58,22 +65,13 @@ __all__ = ["SentryMiddleware"]
 logger = logging.getLogger("observed_batch")
 
 #: ``eventSource`` as Lambda spells it, by ``BatchContext.messaging_system`` (same values as the logs).
-_EVENT_SOURCES = {
-    "aws_sqs": "aws:sqs",
-    "aws_kinesis": "aws:kinesis",
-    "aws_dynamodb": "aws:dynamodb",
-    "kafka": "aws:kafka",
-}
 _CONTEXT = "observed_batch"
-_MODE_TAG = "observed_batch.mode"
 #: The handler raised and nothing in the user's code handled it; Powertools only reported it.
 _MECHANISM = {"type": "observed_batch", "handled": False}
 _SUMMARY_FINGERPRINT = "observed_batch.suppressed_failures"
 #: Bounds on what one summary / validation context carries (Sentry's databags cut lists at 10 anyway).
 _MAX_SUPPRESSED_IDS = 50
 _MAX_EXCEPTION_TYPES = 20
-_MAX_VALIDATION_ERRORS = 10
-_MAX_CHAIN = 10
 _OTHER_TYPES = "(other)"
 #: ``BatchSummary.telemetry_dropped`` key and ``TelemetryDropped`` dimension value of this backend.
 BACKEND = "sentry"
@@ -129,10 +127,12 @@ class SentryMiddleware(Middleware):
         max_events_per_batch: int = 10,
         flush_timeout_ms: int = 2000,
         include_local_variables: bool = False,
+        include_input_values: bool = False,
         client: BaseClient | None = None,
     ) -> None:
         self._include_body = _flag("include_body", include_body)
         self._include_local_variables = _flag("include_local_variables", include_local_variables)
+        self._include_input_values = _flag("include_input_values", include_input_values)
         self._max_body_bytes = _count("max_body_bytes", max_body_bytes)
         self._max_events_per_batch = _count("max_events_per_batch", max_events_per_batch)
         self._flush_timeout_s = _count("flush_timeout_ms", flush_timeout_ms) / 1000.0
@@ -155,9 +155,16 @@ class SentryMiddleware(Middleware):
             batch.skip_record_hooks(self)  # no DSN: nothing to capture, nothing to pay per record
 
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
-        yield
-        if record.outcome is not Outcome.FAILURE:
-            return
+        # The record runs in an isolation scope of its own, without breadcrumbs: the breadcrumbs its event
+        # carries are the ones recorded while it ran, never another record's or another invocation's.
+        # Leaving the `with` (also when the chain closes this hook) restores the scope it forked.
+        with sentry_sdk.isolation_scope() as scope:
+            scope.clear_breadcrumbs()
+            yield
+            if record.outcome is Outcome.FAILURE:
+                self._failed(record)
+
+    def _failed(self, record: RecordContext) -> None:
         state: _BatchState | None = record.batch.scratch.get(self)
         exc_info = record.exc_info
         # BaseExceptions (KeyboardInterrupt, task cancellation) end the invocation: not a record's failure.
@@ -209,19 +216,22 @@ class SentryMiddleware(Middleware):
             # Not collected at all rather than scrubbed later: cheaper, and nothing to leak.
             options = {**options, "include_local_variables": False}
         event, hint = event_from_exception(exc_info, client_options=options, mechanism=dict(_MECHANISM))
-        validation = _redact_validation_errors(event, exc_info[1])
-        trace_ids = _otel_trace_ids()
+        validation = None if self._include_input_values else redact_validation_errors(event, exc_info[1])
+        trace_ids = otel_trace_ids()
+        redaction = record.batch.redaction
         with sentry_sdk.isolation_scope() as scope:
             if self._client is not None:
                 sentry_sdk.get_current_scope().set_client(client)
-            scope.set_tags(_record_tags(record, trace_ids))
-            scope.set_context(_CONTEXT, _record_context(record))
+            if redaction.active:
+                scope.add_event_processor(lambda event, hint: redact_event(event, redaction))
+            scope.set_tags(record_tags(record, trace_ids))
+            scope.set_context(_CONTEXT, record_context(record))
             if validation is not None:
                 scope.set_context("validation_errors", validation)
             if self._include_body:
-                body = _record_body(record)
+                body = record_body(record)
                 if body is not None:
-                    scope.set_extra("record_body", _bounded_body(body, self._max_body_bytes))
+                    scope.set_extra("record_body", bounded_body(redaction.text(body), self._max_body_bytes))
             if trace_ids is not None and sentry_sdk.get_current_span() is None:
                 # Without a Sentry span of its own, the event joins the OpenTelemetry trace.
                 event.setdefault("contexts", {})["trace"] = {"trace_id": trace_ids[0], "span_id": trace_ids[1]}
@@ -251,7 +261,7 @@ class SentryMiddleware(Middleware):
         with sentry_sdk.isolation_scope() as scope:
             if self._client is not None:
                 sentry_sdk.get_current_scope().set_client(state.client)
-            scope.set_tags(_batch_tags(batch, destination))
+            scope.set_tags(batch_tags(batch, destination))
             scope.set_context(_CONTEXT, {k: v for k, v in details.items() if v is not None})
             sentry_sdk.capture_event(event)
 
@@ -292,150 +302,3 @@ def _init_from_environment() -> None:
         sentry_sdk.init(**options)
     except Exception as exc:
         raise ConfigError(f"SENTRY_DSN is not a usable Sentry DSN: {exc}") from None
-
-
-# -- what an event says about a record ----------------------------------------------------------------
-def _batch_tags(batch: BatchContext, destination: str | None) -> dict[str, str]:
-    tags = {
-        "event_source": _EVENT_SOURCES[batch.messaging_system],
-        _MODE_TAG: "async" if batch.is_async else "sync",
-    }
-    if destination:
-        tags[batch.destination_kind] = destination
-    return tags
-
-
-def _record_tags(record: RecordContext, trace_ids: tuple[str, str] | None) -> dict[str, str]:
-    batch = record.batch
-    tags = {
-        "event_source": _EVENT_SOURCES[batch.messaging_system],
-        _MODE_TAG: "async" if batch.is_async else "sync",
-    }
-    optional = {
-        batch.destination_kind: record.destination,
-        "message_id": record.message_id,
-        "receive_count": record.receive_count,
-        "fifo_group": record.fifo_group,
-    }
-    tags.update({key: str(value) for key, value in optional.items() if value is not None})
-    if trace_ids is not None:
-        tags["trace_id"], tags["span_id"] = trace_ids
-    return tags
-
-
-def _record_context(record: RecordContext) -> dict[str, Any]:
-    """Record metadata, never its body."""
-    batch = record.batch
-    sent = record.sent_timestamp_ms
-    context = {
-        "index": record.index,
-        "message_id": record.message_id,
-        "event_source": _EVENT_SOURCES[batch.messaging_system],
-        "destination_kind": batch.destination_kind,
-        "destination": record.destination,
-        "event_source_arn": batch.event_source_arn,
-        "receive_count": record.receive_count,
-        "fifo_group": record.fifo_group,
-        "sent_timestamp_ms": sent,
-        "age_ms": round(batch.started_at * 1000.0 - sent, 3) if sent is not None else None,
-        "duration_ms": round(record.duration_ms, 3),
-        "batch_size": batch.size,
-        "mode": "async" if batch.is_async else "sync",
-        "aws_request_id": getattr(batch.lambda_context, "aws_request_id", None),
-    }
-    return {key: value for key, value in context.items() if value is not None}
-
-
-def _otel_trace_ids() -> tuple[str, str] | None:
-    """The current OpenTelemetry span's ids, if the application uses OpenTelemetry (never imported here)."""
-    trace = sys.modules.get("opentelemetry.trace")
-    if trace is None:
-        return None
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
-
-
-def _redact_validation_errors(event: Event, exception: BaseException) -> dict[str, Any] | None:
-    """Replace pydantic ``ValidationError`` messages (which quote the input) by an input-free summary.
-
-    Returns the first validation error's list as a context block, or ``None`` if there is none.
-    """
-    pydantic_core = sys.modules.get("pydantic_core")
-    if pydantic_core is None:
-        return None
-    validation_type = pydantic_core.ValidationError
-    found: list[Any] = []
-    seen: set[int] = set()
-    current: BaseException | None = exception
-    while current is not None and id(current) not in seen and len(seen) < _MAX_CHAIN:
-        seen.add(id(current))
-        if isinstance(current, validation_type):
-            found.append(current)
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    if not found:
-        return None
-    # The SDK lists a chain oldest first; ours is newest first.
-    redacted = [_validation_message(error) for error in reversed(found)]
-    for value in event.get("exception", {}).get("values", []):
-        if value.get("type") == "ValidationError" and str(value.get("module", "")).startswith("pydantic") and redacted:
-            value["value"] = redacted.pop(0)
-    first = found[0]
-    errors = first.errors(include_url=False, include_context=False, include_input=False)
-    return {"title": first.title, "error_count": first.error_count(), "errors": errors[:_MAX_VALIDATION_ERRORS]}
-
-
-def _validation_message(error: Any) -> str:
-    details = error.errors(include_url=False, include_context=False, include_input=False)
-    parts = []
-    for item in details[:_MAX_VALIDATION_ERRORS]:
-        location = ".".join(str(part) for part in item.get("loc", ())) or "(root)"
-        parts.append(f"{location}: {item.get('msg')} [type={item.get('type')}]")
-    count = error.error_count()
-    more = f"; and {count - len(parts)} more" if count > len(parts) else ""
-    return f"{count} validation error{'s' if count != 1 else ''} for {error.title}: {'; '.join(parts)}{more}"
-
-
-# -- bodies (opt-in) --------------------------------------------------------------------------------
-def _record_body(record: RecordContext) -> str | None:
-    """The producer's payload as text: SQS body, decoded Kinesis data / Kafka value, DynamoDB images."""
-    raw = record.raw
-    system = record.batch.messaging_system
-    if system == "aws_sqs":
-        body = _field(raw, "body")
-        return body if isinstance(body, str) else None
-    if system == "aws_kinesis":
-        return _decode(_field(_field(raw, "kinesis"), "data"))
-    if system == "kafka":
-        return _decode(_field(raw, "value"))
-    stream = _field(raw, "dynamodb")
-    images = {key: _field(stream, key) for key in ("Keys", "NewImage", "OldImage")}
-    present = {key: image for key, image in images.items() if image is not None}
-    return json.dumps(present, default=str) if present else None
-
-
-def _field(mapping: Any, key: str) -> Any:
-    return mapping.get(key) if isinstance(mapping, Mapping) else None
-
-
-def _decode(data: Any) -> str | None:
-    if not isinstance(data, str):
-        return None
-    try:
-        return base64.b64decode(data, validate=True).decode("utf-8", "replace")
-    except ValueError:  # not base64 (binascii.Error is a ValueError): the text as it came
-        return data
-
-
-def _bounded_body(body: str, max_bytes: int) -> Any:
-    """A JSON object/array that fits goes as structure (so key-based scrubbing applies), else cut text."""
-    data = body.encode("utf-8", "replace")
-    if len(data) > max_bytes:
-        kept = data[:max_bytes].decode("utf-8", "ignore")
-        return f"{kept}...[truncated {len(data) - max_bytes} of {len(data)} bytes]"
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return body
-    return parsed if isinstance(parsed, (dict, list)) else body

@@ -47,8 +47,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from observed_batch import __version__
 from observed_batch.breaker import Breaker
 from observed_batch.errors import ConfigError
+from observed_batch.redaction import Redaction
 from observed_batch.sources import producer_trace_headers
-from observed_batch.tracebacks import format_exception
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
 from ._otel_export import Flusher, default_provider, env_breaker
@@ -105,11 +105,17 @@ class TracingMiddleware(Middleware):
         max_response_bytes: int = 1024,
         max_batch_capture_bytes: int = 49152,
         flush_timeout_ms: int = 2000,
+        include_input_values: bool = False,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         if mode not in ("per_record", "batch"):
             raise ConfigError(f"tracing option mode={mode!r} is not one of: per_record, batch")
-        for option, flag in (("capture_response", capture_response), ("capture_body", capture_body)):
+        flags = (
+            ("capture_response", capture_response),
+            ("capture_body", capture_body),
+            ("include_input_values", include_input_values),
+        )
+        for option, flag in flags:
             if not isinstance(flag, bool):
                 raise ConfigError(f"tracing option {option}={flag!r} must be true or false")
         _check_int("max_response_bytes", max_response_bytes, _MIN_CAPTURE_BYTES)
@@ -123,6 +129,7 @@ class TracingMiddleware(Middleware):
         self.max_response_bytes = max_response_bytes
         self.max_batch_capture_bytes = max_batch_capture_bytes
         self.flush_timeout_ms = flush_timeout_ms
+        self.include_input_values = include_input_values
         # Process-lifetime backend objects, resolved on the first batch so that a provider the user
         # configures after building the processor (module import order) is still found.
         self._provider: trace.TracerProvider | None = tracer_provider
@@ -142,7 +149,7 @@ class TracingMiddleware(Middleware):
                 self._provider = default_provider()
             self._breaker = env_breaker(self._provider) or self._breaker
             tracer = self._tracer = self._provider.get_tracer("observed_batch", __version__)
-        state = _BatchState(tracer, self.max_batch_capture_bytes)
+        state = _BatchState(tracer, self.max_batch_capture_bytes, batch.redaction)
         batch.scratch[self] = state
         if self._breaker.is_open:
             # The backend is down: no spans, no flush; count what this invocation would have sent.
@@ -245,7 +252,7 @@ class TracingMiddleware(Middleware):
             # Not an error of this record: Powertools reports it failed so that it is retried later.
             span.set_attribute(ATTR_SKIP_REASON, record.skip_reason or "skipped")
         elif self.capture_response and record.result is not None:
-            captured = self._capture(state, _to_text(record.result))
+            captured = self._capture(state, state.redaction.text(_to_text(record.result)))
             if captured is not None:
                 span.set_attributes({ATTR_RESPONSE: captured[0], ATTR_RESPONSE_SIZE: captured[1]})
 
@@ -253,7 +260,7 @@ class TracingMiddleware(Middleware):
         body = _body_text(record.raw)
         if body is None:
             return
-        captured = self._capture(state, body)
+        captured = self._capture(state, state.redaction.text(body))
         if captured is not None:
             span.set_attributes({ATTR_BODY: captured[0], MESSAGING_MESSAGE_BODY_SIZE: captured[1]})
 
@@ -284,6 +291,7 @@ class TracingMiddleware(Middleware):
         if self.capture_body:
             body = _body_text(record.raw)
             if body is not None:
+                body = state.redaction.text(body)
                 self._add_record_event(span, state, record, ATTR_BODY, body, MESSAGING_MESSAGE_BODY_SIZE)
         token = otel_context.attach(context)
         try:
@@ -296,7 +304,8 @@ class TracingMiddleware(Middleware):
             state.error_types.add(error_type)
             self._record_exception(span, state, record.exc_info, error_type, _message_id(record))
         elif outcome is Outcome.SUCCESS and self.capture_response and record.result is not None:
-            self._add_record_event(span, state, record, ATTR_RESPONSE, _to_text(record.result), ATTR_RESPONSE_SIZE)
+            response = state.redaction.text(_to_text(record.result))
+            self._add_record_event(span, state, record, ATTR_RESPONSE, response, ATTR_RESPONSE_SIZE)
 
     def _add_record_event(
         self, span: Span, state: _BatchState, record: RecordContext, key: str, text: str, size_key: str
@@ -340,10 +349,12 @@ class TracingMiddleware(Middleware):
         attributes: dict[str, Any] = {EXCEPTION_TYPE: error_type, **extra}
         exception = exc_info[1] if exc_info else None
         if exception is not None:
-            message = self._capture(state, _safe_str(exception))
+            redaction = state.redaction
+            message = self._capture(state, redaction.exception_message(exception, self.include_input_values))
             if message is not None:
                 attributes[EXCEPTION_MESSAGE] = message[0]
-            stacktrace = self._capture(state, format_exception(exception, exc_info[2]), keep_tail=True)
+            text = redaction.exception_text(exception, exc_info[2], self.include_input_values)
+            stacktrace = self._capture(state, text, keep_tail=True)
             if stacktrace is not None:
                 attributes[EXCEPTION_STACKTRACE] = stacktrace[0]
         span.add_event("exception", attributes)
@@ -403,12 +414,14 @@ class _BatchState:
         "exhausted",
         "max_links",
         "open_spans",
+        "redaction",
         "span_name",
         "tracer",
     )
 
-    def __init__(self, tracer: trace.Tracer, budget: int) -> None:
+    def __init__(self, tracer: trace.Tracer, budget: int, redaction: Redaction) -> None:
         self.tracer = tracer
+        self.redaction = redaction
         #: False when no span of this batch can be sampled: records then cost one dict lookup.
         self.active = True
         self.budget = budget

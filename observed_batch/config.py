@@ -18,7 +18,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 
 from observed_batch._pyproject import pyproject_section
 from observed_batch.errors import ConfigError, MissingBackendError
+from observed_batch.redaction import ENV_REDACT_PATTERNS
 from observed_batch.typing import Middleware
 
 __all__ = [
@@ -43,7 +44,7 @@ ENV_DISABLED = "OBSERVED_BATCH_DISABLED"
 ENV_PYPROJECT = "OBSERVED_BATCH_PYPROJECT"
 #: Every ``OBSERVED_BATCH_*`` variable that is not a middleware's option. A new core setting is added
 #: here, and only here, to be known to the typo check (and to ``observed-batch doctor``).
-CORE_VARIABLES: tuple[str, ...] = (ENV_MIDDLEWARE, ENV_DISABLED, ENV_PYPROJECT)
+CORE_VARIABLES: tuple[str, ...] = (ENV_MIDDLEWARE, ENV_DISABLED, ENV_PYPROJECT, ENV_REDACT_PATTERNS)
 _ENV_PREFIX = "OBSERVED_BATCH_"
 
 
@@ -74,11 +75,15 @@ class Config:
 
     ``options`` maps a built-in name to its constructor options, e.g.
     ``Config(middleware=["tracing"], options={"tracing": {"max_response_bytes": 512}})``.
+    ``redact`` (a ``str -> str`` callable) and ``redact_patterns`` (names of ``redaction.PRESETS`` or
+    regular expressions; default ``OBSERVED_BATCH_REDACT_PATTERNS``) apply to every exported text.
     """
 
     middleware: Sequence[str | Middleware] | None = None
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     disabled: bool = False
+    redact: Callable[[str], str] | None = None
+    redact_patterns: Sequence[str] | None = None
 
 
 def parse_bool(value: str, variable: str) -> bool:

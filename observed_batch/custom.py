@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -43,6 +44,7 @@ from observed_batch.chain import Chain
 from observed_batch.config import Config, build_middlewares
 from observed_batch.errors import ConfigError
 from observed_batch.processors import AsyncBatchProcessor, BatchProcessor, _crashed
+from observed_batch.redaction import Redaction
 from observed_batch.typing import BatchContext, Middleware, Outcome, RecordContext
 
 if TYPE_CHECKING:
@@ -119,6 +121,7 @@ class _CustomObserved:
     ) -> None:
         self.middlewares: tuple[Middleware, ...] = build_middlewares(middleware, config)
         self._ob_chain = Chain(self.middlewares)
+        self._ob_redaction = Redaction.from_config(config, os.environ) if self._ob_chain else None
         self._ob_event_type = event_type
         self._ob_batch = None
         self._ob_lambda_context: Any = None
@@ -171,7 +174,14 @@ class _CustomObserved:
         event_type = self._ob_resolve_event_type()
         entered = super().__enter__()  # type: ignore[misc]  # the user's _prepare
         if event_type is not None:
-            batch = BatchContext(event_type, self.records, self._ob_lambda_context, self, self._is_async)  # type: ignore[arg-type]
+            batch = BatchContext(
+                event_type,
+                self.records,
+                self._ob_lambda_context,
+                self,  # type: ignore[arg-type]
+                self._is_async,
+                self._ob_redaction,
+            )
             self._ob_batch = batch
             self._ob_chain.start_batch(batch)
         return entered

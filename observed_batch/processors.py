@@ -10,6 +10,7 @@ Powertools' methods are bound on the instance: exactly Powertools' code path and
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -24,6 +25,7 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor as _Pt
 from observed_batch import sources
 from observed_batch.chain import Chain, tally
 from observed_batch.config import Config, build_middlewares
+from observed_batch.redaction import Redaction
 from observed_batch.typing import BatchContext, Middleware, Outcome, RecordContext
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ class _Observed:
     def _observe(self, middleware: Sequence[str | Middleware] | None, config: Config | None) -> None:
         self.middlewares: tuple[Middleware, ...] = build_middlewares(middleware, config)
         self._ob_chain = Chain(self.middlewares)
+        self._ob_redaction = Redaction.from_config(config, os.environ) if self._ob_chain else None
         self._ob_batch: BatchContext | None = None
         self._ob_lambda_context: Any = None
         # Powertools' per-record implementation, bound once (zero-argument super() costs per call).
@@ -79,6 +82,7 @@ class _Observed:
                 self._ob_lambda_context,
                 self,  # type: ignore[arg-type]
                 self._is_async,
+                self._ob_redaction,
             )
             self._ob_batch = batch
             self._ob_chain.start_batch(batch)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from aws_lambda_powertools.utilities.batch import EventType
 
 from observed_batch import sources
+from observed_batch.redaction import DEFAULT as DEFAULT_REDACTION
+from observed_batch.redaction import Redaction
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch import BasePartialProcessor
@@ -63,6 +65,7 @@ class BatchContext:
         "lambda_context",
         "processor",
         "records",
+        "redaction",
         "scratch",
         "size",
         "started_at",
@@ -77,6 +80,7 @@ class BatchContext:
         lambda_context: Any = None,
         processor: BasePartialProcessor | None = None,
         is_async: bool = False,
+        redaction: Redaction | None = None,
     ) -> None:
         self.event_type = event_type
         if isinstance(records, Sequence):
@@ -88,6 +92,8 @@ class BatchContext:
         self.records = records
         self.size = len(records)
         self.lambda_context = lambda_context
+        #: What every exported text goes through (``observed_batch.redaction``): use ``redaction.text(...)``.
+        self.redaction = DEFAULT_REDACTION if redaction is None else redaction
         self.processor = processor
         self.is_async = is_async
         self.event_source_arn = sources.event_source_arn(records[0]) if records else None

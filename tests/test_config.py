@@ -223,7 +223,8 @@ def test_bad_env_option_values_name_the_variable(
         (
             "OBSERVED_BATCH_ZZZ",
             "unknown variable OBSERVED_BATCH_ZZZ; valid: OBSERVED_BATCH_MIDDLEWARE, OBSERVED_BATCH_DISABLED,"
-            " OBSERVED_BATCH_PYPROJECT, or OBSERVED_BATCH_<MIDDLEWARE>_<OPTION> for a middleware in: metrics,",
+            " OBSERVED_BATCH_PYPROJECT, OBSERVED_BATCH_REDACT_PATTERNS, or OBSERVED_BATCH_<MIDDLEWARE>_<OPTION>"
+            " for a middleware in: metrics,",
         ),
     ],
 )
@@ -258,8 +259,13 @@ def test_the_kill_switch_skips_the_variable_check(monkeypatch: pytest.MonkeyPatc
 
 
 def test_core_variables_are_one_tuple() -> None:
-    # GIVEN / THEN the three core settings are known in one place (new ones are added there)
-    assert config.CORE_VARIABLES == ("OBSERVED_BATCH_MIDDLEWARE", "OBSERVED_BATCH_DISABLED", "OBSERVED_BATCH_PYPROJECT")
+    # GIVEN / THEN the core settings are known in one place (new ones are added there)
+    assert config.CORE_VARIABLES == (
+        "OBSERVED_BATCH_MIDDLEWARE",
+        "OBSERVED_BATCH_DISABLED",
+        "OBSERVED_BATCH_PYPROJECT",
+        "OBSERVED_BATCH_REDACT_PATTERNS",
+    )
 
 
 def test_a_new_core_variable_is_known_once_added_to_the_tuple(monkeypatch: pytest.MonkeyPatch) -> None:

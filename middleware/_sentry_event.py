@@ -1,0 +1,187 @@
+"""What a ``sentry`` event says about a record: tags, the record context block, the OpenTelemetry trace,
+pydantic errors without their input values, the opt-in body, and the redaction of a whole event."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from observed_batch.redaction import Redaction, validation_message
+from observed_batch.typing import BatchContext, RecordContext
+
+if TYPE_CHECKING:
+    from sentry_sdk.types import Event
+
+__all__ = [
+    "batch_tags",
+    "bounded_body",
+    "otel_trace_ids",
+    "record_body",
+    "record_context",
+    "record_tags",
+    "redact_event",
+    "redact_validation_errors",
+]
+
+#: ``eventSource`` as Lambda spells it, by ``BatchContext.messaging_system`` (same values as the logs).
+_EVENT_SOURCES = {
+    "aws_sqs": "aws:sqs",
+    "aws_kinesis": "aws:kinesis",
+    "aws_dynamodb": "aws:dynamodb",
+    "kafka": "aws:kafka",
+}
+_MODE_TAG = "observed_batch.mode"
+#: Bounds on what a validation context carries (Sentry's databags cut lists at 10 anyway).
+_MAX_VALIDATION_ERRORS = 10
+_MAX_CHAIN = 10
+
+
+# -- what an event says about a record ----------------------------------------------------------------
+def batch_tags(batch: BatchContext, destination: str | None) -> dict[str, str]:
+    tags = {
+        "event_source": _EVENT_SOURCES[batch.messaging_system],
+        _MODE_TAG: "async" if batch.is_async else "sync",
+    }
+    if destination:
+        tags[batch.destination_kind] = destination
+    return tags
+
+
+def record_tags(record: RecordContext, trace_ids: tuple[str, str] | None) -> dict[str, str]:
+    batch = record.batch
+    tags = {
+        "event_source": _EVENT_SOURCES[batch.messaging_system],
+        _MODE_TAG: "async" if batch.is_async else "sync",
+    }
+    optional = {
+        batch.destination_kind: record.destination,
+        "message_id": record.message_id,
+        "receive_count": record.receive_count,
+        "fifo_group": record.fifo_group,
+    }
+    tags.update({key: str(value) for key, value in optional.items() if value is not None})
+    if trace_ids is not None:
+        tags["trace_id"], tags["span_id"] = trace_ids
+    return tags
+
+
+def record_context(record: RecordContext) -> dict[str, Any]:
+    """Record metadata, never its body."""
+    batch = record.batch
+    sent = record.sent_timestamp_ms
+    context = {
+        "index": record.index,
+        "message_id": record.message_id,
+        "event_source": _EVENT_SOURCES[batch.messaging_system],
+        "destination_kind": batch.destination_kind,
+        "destination": record.destination,
+        "event_source_arn": batch.event_source_arn,
+        "receive_count": record.receive_count,
+        "fifo_group": record.fifo_group,
+        "sent_timestamp_ms": sent,
+        "age_ms": round(batch.started_at * 1000.0 - sent, 3) if sent is not None else None,
+        "duration_ms": round(record.duration_ms, 3),
+        "batch_size": batch.size,
+        "mode": "async" if batch.is_async else "sync",
+        "aws_request_id": getattr(batch.lambda_context, "aws_request_id", None),
+    }
+    return {key: value for key, value in context.items() if value is not None}
+
+
+def otel_trace_ids() -> tuple[str, str] | None:
+    """The current OpenTelemetry span's ids, if the application uses OpenTelemetry (never imported here)."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def redact_validation_errors(event: Event, exception: BaseException) -> dict[str, Any] | None:
+    """Replace pydantic ``ValidationError`` messages (which quote the input) by an input-free summary.
+
+    Returns the first validation error's list as a context block, or ``None`` if there is none.
+    """
+    pydantic_core = sys.modules.get("pydantic_core")
+    if pydantic_core is None:
+        return None
+    validation_type = pydantic_core.ValidationError
+    found: list[Any] = []
+    seen: set[int] = set()
+    current: BaseException | None = exception
+    while current is not None and id(current) not in seen and len(seen) < _MAX_CHAIN:
+        seen.add(id(current))
+        if isinstance(current, validation_type):
+            found.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    if not found:
+        return None
+    # The SDK lists a chain oldest first; ours is newest first.
+    redacted = [validation_message(error) for error in reversed(found)]
+    for value in event.get("exception", {}).get("values", []):
+        if value.get("type") == "ValidationError" and str(value.get("module", "")).startswith("pydantic") and redacted:
+            value["value"] = redacted.pop(0)
+    first = found[0]
+    errors = first.errors(include_url=False, include_context=False, include_input=False)
+    return {"title": first.title, "error_count": first.error_count(), "errors": errors[:_MAX_VALIDATION_ERRORS]}
+
+
+# -- bodies (opt-in) --------------------------------------------------------------------------------
+def record_body(record: RecordContext) -> str | None:
+    """The producer's payload as text: SQS body, decoded Kinesis data / Kafka value, DynamoDB images."""
+    raw = record.raw
+    system = record.batch.messaging_system
+    if system == "aws_sqs":
+        body = _field(raw, "body")
+        return body if isinstance(body, str) else None
+    if system == "aws_kinesis":
+        return _decode(_field(_field(raw, "kinesis"), "data"))
+    if system == "kafka":
+        return _decode(_field(raw, "value"))
+    stream = _field(raw, "dynamodb")
+    images = {key: _field(stream, key) for key in ("Keys", "NewImage", "OldImage")}
+    present = {key: image for key, image in images.items() if image is not None}
+    return json.dumps(present, default=str) if present else None
+
+
+def _field(mapping: Any, key: str) -> Any:
+    return mapping.get(key) if isinstance(mapping, Mapping) else None
+
+
+def _decode(data: Any) -> str | None:
+    if not isinstance(data, str):
+        return None
+    try:
+        return base64.b64decode(data, validate=True).decode("utf-8", "replace")
+    except ValueError:  # not base64 (binascii.Error is a ValueError): the text as it came
+        return data
+
+
+def bounded_body(body: str, max_bytes: int) -> Any:
+    """A JSON object/array that fits goes as structure (so key-based scrubbing applies), else cut text."""
+    data = body.encode("utf-8", "replace")
+    if len(data) > max_bytes:
+        kept = data[:max_bytes].decode("utf-8", "ignore")
+        return f"{kept}...[truncated {len(data) - max_bytes} of {len(data)} bytes]"
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body
+    return parsed if isinstance(parsed, (dict, list)) else body
+
+
+def redact_event(event: Any, redaction: Redaction) -> Any:
+    """Every string of an event (exception values, breadcrumbs, contexts, extra) through ``redaction``:
+    a scope event processor, so the user's ``before_send`` still sees (and may change) the result."""
+    if isinstance(event, str):
+        return redaction.text(event)
+    if isinstance(event, dict):
+        return {key: redact_event(value, redaction) for key, value in event.items()}
+    if isinstance(event, list):
+        return [redact_event(value, redaction) for value in event]
+    return event
