@@ -18,8 +18,9 @@ unless ``include_local_variables`` (the handler's frames hold the record); a pyd
 ``ValidationError`` is sent as its error list without input values.
 
 Which client: an injected ``client=``; else the active one from the user's ``sentry_sdk.init``; else,
-when ``SENTRY_DSN`` is set, one created at construction from ``SENTRY_DSN`` / ``SENTRY_ENVIRONMENT`` /
-``SENTRY_RELEASE``; else the middleware does nothing (one info log at cold start).
+when ``SENTRY_DSN`` is set, one created from ``SENTRY_DSN`` / ``SENTRY_ENVIRONMENT`` / ``SENTRY_RELEASE``
+when the first record fails (``sentry_sdk`` is not even imported before: most invocations never need
+it; see ``_sentry_client``); else the middleware does nothing (one info log at cold start).
 
 Deadlines: an invocation that captured something ends with ``flush()``, bounded by ``flush_timeout_ms``
 and by the invocation's deadline budget (``BatchContext.wait_budget_s``); one that captured nothing does
@@ -32,20 +33,16 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
-import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-
-import sentry_sdk
-from sentry_sdk.client import BaseClient
-from sentry_sdk.utils import event_from_exception
 
 from observed_batch.breaker import Breaker
 from observed_batch.errors import ConfigError
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
-from ._sentry_compat import watch_transport
+from ._sentry_client import BACKEND, active_client, breaker_for, can_send, check_dsn, init_from_environment
 from ._sentry_event import (
     batch_tags,
     bounded_body,
@@ -58,6 +55,7 @@ from ._sentry_event import (
 )
 
 if TYPE_CHECKING:
+    from sentry_sdk.client import BaseClient
     from sentry_sdk.types import Event
 
 __all__ = ["SentryMiddleware"]
@@ -73,18 +71,6 @@ _SUMMARY_FINGERPRINT = "observed_batch.suppressed_failures"
 _MAX_SUPPRESSED_IDS = 50
 _MAX_EXCEPTION_TYPES = 20
 _OTHER_TYPES = "(other)"
-#: ``BatchSummary.telemetry_dropped`` key and ``TelemetryDropped`` dimension value of this backend.
-BACKEND = "sentry"
-#: One breaker per client, shared by every middleware that sends through it.
-_BREAKERS: weakref.WeakKeyDictionary[BaseClient, Breaker] = weakref.WeakKeyDictionary()
-
-
-def breaker_for(client: BaseClient) -> Breaker:
-    breaker = _BREAKERS.get(client)
-    if breaker is None:
-        breaker = _BREAKERS[client] = Breaker(BACKEND)
-        watch_transport(client, breaker)
-    return breaker
 
 
 class _BatchState:
@@ -102,7 +88,8 @@ class _BatchState:
         "suppressed_types",
     )
 
-    def __init__(self, client: BaseClient, breaker: Breaker) -> None:
+    def __init__(self, client: BaseClient | None, breaker: Breaker | None) -> None:
+        #: ``None`` until the first failure when Sentry is to be initialised from ``SENTRY_DSN`` then.
         self.client = client
         self.breaker = breaker
         #: Sync batches: the batch's own isolation scope (emptied of breadcrumbs as each record starts).
@@ -149,20 +136,36 @@ class SentryMiddleware(Middleware):
         self._max_body_bytes = _count("max_body_bytes", max_body_bytes)
         self._max_events_per_batch = _count("max_events_per_batch", max_events_per_batch)
         self._flush_timeout_s = _count("flush_timeout_ms", flush_timeout_ms) / 1000.0
-        if client is not None and not isinstance(client, BaseClient):
-            raise ConfigError(f"client={client!r} is not a sentry_sdk client (sentry_sdk.Client)")
+        if client is not None:
+            from sentry_sdk.client import BaseClient
+
+            if not isinstance(client, BaseClient):
+                raise ConfigError(f"client={client!r} is not a sentry_sdk client (sentry_sdk.Client)")
         self._client = client
-        current = client if client is not None else sentry_sdk.get_client()
-        if client is None and not current.is_active():
-            _init_from_environment()
-        elif not _can_send(current):
+        #: ``SENTRY_DSN`` to initialise Sentry from at the first failure (nobody initialised it).
+        self._dsn: str | None = None
+        current = client if client is not None else active_client()
+        if current is None:
+            self._dsn = os.environ.get("SENTRY_DSN", "").strip() or None
+            if self._dsn is None:
+                logger.info(
+                    "observed_batch sentry: no active sentry_sdk client and SENTRY_DSN is not set; "
+                    "failed records are not sent to Sentry"
+                )
+            else:
+                check_dsn(self._dsn)
+        elif not can_send(current):
             logger.info("observed_batch sentry: the sentry_sdk client has no DSN; failed records are not sent")
 
     # -- hooks --------------------------------------------------------------------------------
     def on_batch_start(self, batch: BatchContext) -> None:
         # Resolved per invocation: a user may call sentry_sdk.init after building the processor.
-        client = self._client if self._client is not None else sentry_sdk.get_client()
-        if _can_send(client):
+        client = self._client if self._client is not None else active_client()
+        if client is None and self._dsn is not None:
+            batch.scratch[self] = _BatchState(None, None)  # Sentry is initialised if a record fails
+        elif client is not None and can_send(client):
+            import sentry_sdk
+
             state = batch.scratch[self] = _BatchState(client, breaker_for(client))
             if not batch.is_async:
                 # Records run one after the other in this context: one forked isolation scope for the batch,
@@ -183,9 +186,16 @@ class SentryMiddleware(Middleware):
             if record.outcome is Outcome.FAILURE:
                 self._failed(record)
             return
+        sdk = sys.modules.get("sentry_sdk")
+        if sdk is None or state is None or state.client is None:
+            # Sentry is not initialised yet (nor imported): nothing can have recorded a breadcrumb.
+            yield
+            if record.outcome is Outcome.FAILURE:
+                self._failed(record)
+            return
         # An isolation scope of its own, without breadcrumbs; leaving the `with` (also when the chain
         # closes this hook) restores the scope it forked.
-        with sentry_sdk.isolation_scope() as scope:
+        with sdk.isolation_scope() as scope:
             scope.clear_breadcrumbs()
             yield
             if record.outcome is Outcome.FAILURE:
@@ -201,15 +211,26 @@ class SentryMiddleware(Middleware):
             state.hold_back(record, exc_info[1])
             return
         state.sent += 1
+        if state.client is None or state.breaker is None:
+            state.client, state.breaker = self._initialise()
         if state.breaker.is_open:
             # Sentry is down: the event is counted (in time for the logging summary line), not built or sent.
             record.batch.summary.add_dropped(BACKEND, 1)
             return
         self._capture(record, exc_info, state.client)
 
+    def _initialise(self) -> tuple[BaseClient, Breaker]:
+        """The first failure with Sentry to be set up from ``SENTRY_DSN``: unless the application has
+        initialised it since, initialise it now (once per process)."""
+        client = active_client()
+        if client is None and self._dsn is not None:
+            client = init_from_environment(self._dsn)
+        assert client is not None
+        return client, breaker_for(client)
+
     def flush_budget_ms(self, batch: BatchContext) -> int:
         state: _BatchState | None = batch.scratch.get(self)
-        if state is None or not (state.sent or state.suppressed) or state.breaker.is_open:
+        if state is None or not (state.sent or state.suppressed) or state.breaker is None or state.breaker.is_open:
             return 0  # a batch without captured failures does not flush
         return int(self._flush_timeout_s * 1000)
 
@@ -218,7 +239,7 @@ class SentryMiddleware(Middleware):
         if state is not None and state.scope_manager is not None:
             state.scope_manager.__exit__(None, None, None)  # back to the scope the batch started in
             state.scope = state.scope_manager = None
-        if state is None or not (state.sent or state.suppressed):
+        if state is None or not (state.sent or state.suppressed) or state.client is None or state.breaker is None:
             return  # nothing captured: nothing to flush
         breaker = state.breaker
         if breaker.is_open:
@@ -245,6 +266,9 @@ class SentryMiddleware(Middleware):
         if not self._include_local_variables and options.get("include_local_variables", True):
             # Not collected at all rather than scrubbed later: cheaper, and nothing to leak.
             options = {**options, "include_local_variables": False}
+        import sentry_sdk
+        from sentry_sdk.utils import event_from_exception
+
         event, hint = event_from_exception(exc_info, client_options=options, mechanism=dict(_MECHANISM))
         validation = None if self._include_input_values else redact_validation_errors(event, exc_info[1])
         trace_ids = otel_trace_ids()
@@ -288,6 +312,8 @@ class SentryMiddleware(Middleware):
             "suppressed_message_ids": list(state.suppressed_ids),
             "aws_request_id": getattr(batch.lambda_context, "aws_request_id", None),
         }
+        import sentry_sdk
+
         with sentry_sdk.isolation_scope() as scope:
             if self._client is not None:
                 sentry_sdk.get_current_scope().set_client(state.client)
@@ -307,28 +333,3 @@ def _count(option: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"sentry option {option}={value!r} must be a non-negative integer")
     return value
-
-
-def _can_send(client: BaseClient) -> bool:
-    """Initialized with somewhere to send to (``sentry_sdk.init()`` without a DSN is active but mute)."""
-    return client.is_active() and client.transport is not None
-
-
-def _init_from_environment() -> None:
-    """``sentry_sdk.init`` from ``SENTRY_*`` when nobody initialized Sentry; else say why nothing is sent."""
-    dsn = os.environ.get("SENTRY_DSN", "").strip()
-    if not dsn:
-        logger.info(
-            "observed_batch sentry: no active sentry_sdk client and SENTRY_DSN is not set; "
-            "failed records are not sent to Sentry"
-        )
-        return
-    options: dict[str, Any] = {"dsn": dsn}
-    for option, variable in (("environment", "SENTRY_ENVIRONMENT"), ("release", "SENTRY_RELEASE")):
-        value = os.environ.get(variable, "").strip()
-        if value:
-            options[option] = value
-    try:
-        sentry_sdk.init(**options)
-    except Exception as exc:
-        raise ConfigError(f"SENTRY_DSN is not a usable Sentry DSN: {exc}") from None

@@ -74,9 +74,7 @@ def test_backend_free_middlewares_load_no_backend(tmp_path: Path) -> None:
     assert loaded == []
 
 
-@pytest.mark.parametrize(
-    ("name", "backend"), [("tracing", "opentelemetry"), ("sentry", "sentry_sdk"), ("logging", "structlog")]
-)
+@pytest.mark.parametrize(("name", "backend"), [("tracing", "opentelemetry"), ("logging", "structlog")])
 def test_a_middleware_loads_only_its_own_backend(name: str, backend: str, tmp_path: Path) -> None:
     # GIVEN a built-in with a backend
     assert BUILTINS[name].backend is not None
@@ -90,6 +88,27 @@ def test_a_middleware_loads_only_its_own_backend(name: str, backend: str, tmp_pa
 
     # THEN exactly its backend is imported, not the others'
     assert loaded == [backend]
+
+
+@pytest.mark.parametrize(("failing", "loaded"), [(False, []), (True, ["sentry_sdk"])])
+def test_sentry_is_imported_only_when_a_record_fails(tmp_path: Path, failing: bool, loaded: list[str]) -> None:
+    # GIVEN the sentry built-in with a SENTRY_DSN (nothing listens there), nobody else using Sentry
+    _require("sentry")
+    code = (
+        "import os\n"
+        "os.environ['SENTRY_DSN'] = 'http://key@127.0.0.1:9/1'\n"
+        "from observed_batch import BatchProcessor, EventType, process_partial_response\n"
+        "from observed_batch.testing import sqs_event\n"
+        "def handler(record):\n"
+        f"    if {failing!r}:\n"
+        "        raise ValueError('declined')\n"
+        "processor = BatchProcessor(EventType.SQS, middleware=['sentry'], raise_on_entire_batch_failure=False)\n"
+        "process_partial_response(sqs_event(3), handler, processor)\n"
+    )
+
+    # WHEN a batch is processed, with or without a failure
+    # THEN sentry_sdk was imported (and initialised) only by a failure
+    assert _backends_loaded_by(code, tmp_path) == loaded
 
 
 def test_options_of_builtins_that_are_not_enabled_are_checked_without_their_backends(tmp_path: Path) -> None:

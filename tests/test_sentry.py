@@ -730,14 +730,17 @@ def test_sentry_dsn_initializes_sentry_once(receiver: SentryReceiver, monkeypatc
     monkeypatch.setenv("SENTRY_DSN", receiver.dsn)
     monkeypatch.setenv("SENTRY_ENVIRONMENT", "staging")
     monkeypatch.setenv("SENTRY_RELEASE", "orders@1.2.3")
-    # WHEN two processors are built (cold start) and a record fails
-    SentryMiddleware()
+    # WHEN two middlewares are built (cold start), then each has a failed record
+    first, second = SentryMiddleware(), SentryMiddleware()
+    assert not sentry_sdk.get_client().is_active()  # nothing before the first failure
+    run_sqs([first], count=2)
     client = sentry_sdk.get_client()
-    run_sqs([SentryMiddleware()], count=2)
-    # THEN Sentry was initialized once, from the environment
+    run_sqs([second], count=2)
+    # THEN Sentry was initialized once, from the environment, and lean (no auto-enabling integrations)
     assert sentry_sdk.get_client() is client
-    (captured,) = receiver.events()
-    assert (captured["environment"], captured["release"]) == ("staging", "orders@1.2.3")
+    assert client.options["auto_enabling_integrations"] is False
+    captured = receiver.wait_for_events(2)
+    assert [(c["environment"], c["release"]) for c in captured] == [("staging", "orders@1.2.3")] * 2
 
 
 def test_sentry_initialized_after_construction_is_picked_up(receiver: SentryReceiver) -> None:
