@@ -27,12 +27,22 @@ from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcom
 
 __all__ = [
     "BACKEND_DIMENSION",
+    "BATCH_SIZE",
     "DEFAULT_DIMENSION_SETS",
     "DEFAULT_NAMESPACE",
     "DEFAULT_SERVICE",
     "METRICS",
+    "OTEL_BACKEND",
+    "RECORDS_SKIPPED",
+    "RECORD_AGE",
+    "RECORD_FAILURES",
+    "RECORD_PROCESSING_TIME",
+    "RECORD_SUCCESSES",
+    "SENTRY_BACKEND",
     "SERVICE_DIMENSION",
+    "TELEMETRY_BACKENDS",
     "TELEMETRY_DIMENSION_SETS",
+    "TELEMETRY_DROPPED",
     "TELEMETRY_METRICS",
     "MetricDefinition",
     "MetricsMiddleware",
@@ -76,6 +86,8 @@ METRICS: Final = (
         "ApproximateCreationDateTime, Kafka timestamp).",
     ),
 )
+#: Each definition by role, for the code that queries them (dashboards, alarms).
+RECORD_SUCCESSES, RECORD_FAILURES, RECORDS_SKIPPED, BATCH_SIZE, RECORD_PROCESSING_TIME, RECORD_AGE = METRICS
 SERVICE_DIMENSION: Final = "service"
 #: Dimension sets of every document; configured extra dimensions add one more set.
 DEFAULT_DIMENSION_SETS: Final = ((SERVICE_DIMENSION,),)
@@ -90,6 +102,11 @@ TELEMETRY_METRICS: Final = (
     ),
 )
 BACKEND_DIMENSION: Final = "backend"
+#: Values of the ``backend`` dimension: the tracing middleware's OTLP export and the sentry middleware.
+OTEL_BACKEND: Final = "otel"
+SENTRY_BACKEND: Final = "sentry"
+TELEMETRY_BACKENDS: Final = (OTEL_BACKEND, SENTRY_BACKEND)
+(TELEMETRY_DROPPED,) = TELEMETRY_METRICS
 TELEMETRY_DIMENSION_SETS: Final = ((SERVICE_DIMENSION, BACKEND_DIMENSION),)
 DEFAULT_NAMESPACE: Final = "ObservedBatch"
 DEFAULT_SERVICE: Final = "service_undefined"

@@ -49,6 +49,7 @@ from observed_batch.errors import ConfigError
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
 from ._sentry_compat import watch_transport
+from .metrics import SENTRY_BACKEND
 
 if TYPE_CHECKING:
     from sentry_sdk.types import Event
@@ -76,7 +77,7 @@ _MAX_VALIDATION_ERRORS = 10
 _MAX_CHAIN = 10
 _OTHER_TYPES = "(other)"
 #: ``BatchSummary.telemetry_dropped`` key and ``TelemetryDropped`` dimension value of this backend.
-BACKEND = "sentry"
+BACKEND = SENTRY_BACKEND
 #: One breaker per client, shared by every middleware that sends through it.
 _BREAKERS: weakref.WeakKeyDictionary[BaseClient, Breaker] = weakref.WeakKeyDictionary()
 

@@ -52,6 +52,7 @@ from observed_batch.tracebacks import format_exception
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
 from ._otel_export import Flusher, default_provider, env_breaker
+from .metrics import OTEL_BACKEND
 
 __all__ = ["TracingMiddleware"]
 
@@ -81,7 +82,7 @@ _MIN_CAPTURE_BYTES = 64
 _OTHER_ERROR = "_OTHER"  # semconv fallback for error.type
 _LINK_CACHE_LIMIT = 1024
 #: ``BatchSummary.telemetry_dropped`` key and ``TelemetryDropped`` dimension value of this backend.
-BACKEND = "otel"
+BACKEND = OTEL_BACKEND
 
 _W3C = TraceContextTextMapPropagator()
 _XRAY = AwsXRayPropagator()
