@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from observed_batch.breaker import Breaker
 from observed_batch.errors import ConfigError
+from observed_batch.metric_schema import SENTRY_BACKEND
 
 from ._sentry_compat import watch_transport
 
@@ -30,7 +31,7 @@ __all__ = ["BACKEND", "active_client", "breaker_for", "can_send", "check_dsn", "
 logger = logging.getLogger("observed_batch")
 
 #: ``BatchSummary.telemetry_dropped`` key and ``TelemetryDropped`` dimension value of this backend.
-BACKEND = "sentry"
+BACKEND = SENTRY_BACKEND
 #: One breaker per client, shared by every middleware that sends through it.
 _BREAKERS: weakref.WeakKeyDictionary[Any, Breaker] = weakref.WeakKeyDictionary()
 

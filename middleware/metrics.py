@@ -15,84 +15,59 @@ import re
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeGuard
+from typing import Any, TypeGuard
 
 from aws_lambda_powertools.utilities.batch import EventType
 
 from observed_batch import emf, sources
 from observed_batch.config import parse_bool
 from observed_batch.errors import ConfigError
+from observed_batch.metric_schema import (
+    BACKEND_DIMENSION,
+    BATCH_SIZE,
+    DEFAULT_DIMENSION_SETS,
+    DEFAULT_NAMESPACE,
+    DEFAULT_SERVICE,
+    METRICS,
+    OTEL_BACKEND,
+    RECORD_AGE,
+    RECORD_FAILURES,
+    RECORD_PROCESSING_TIME,
+    RECORD_SUCCESSES,
+    RECORDS_SKIPPED,
+    SENTRY_BACKEND,
+    SERVICE_DIMENSION,
+    TELEMETRY_BACKENDS,
+    TELEMETRY_DIMENSION_SETS,
+    TELEMETRY_DROPPED,
+    TELEMETRY_METRICS,
+    MetricDefinition,
+)
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
 __all__ = [
     "BACKEND_DIMENSION",
+    "BATCH_SIZE",
     "DEFAULT_DIMENSION_SETS",
     "DEFAULT_NAMESPACE",
     "DEFAULT_SERVICE",
     "METRICS",
+    "OTEL_BACKEND",
+    "RECORDS_SKIPPED",
+    "RECORD_AGE",
+    "RECORD_FAILURES",
+    "RECORD_PROCESSING_TIME",
+    "RECORD_SUCCESSES",
+    "SENTRY_BACKEND",
     "SERVICE_DIMENSION",
+    "TELEMETRY_BACKENDS",
     "TELEMETRY_DIMENSION_SETS",
+    "TELEMETRY_DROPPED",
     "TELEMETRY_METRICS",
     "MetricDefinition",
     "MetricsMiddleware",
 ]
 
-
-@dataclass(frozen=True)
-class MetricDefinition:
-    """One emitted metric. ``kind`` tells how to query it: ``Sum`` of counts, percentiles of distributions."""
-
-    name: str
-    unit: str
-    kind: Literal["count", "distribution"]
-    description: str
-
-
-#: Everything the middleware emits, in document order; the dashboard renders from this too.
-METRICS: Final = (
-    MetricDefinition("BatchRecordSuccesses", "Count", "count", "Records the handler processed without raising."),
-    MetricDefinition(
-        "BatchRecordFailures", "Count", "count", "Records whose handler raised; reported in batchItemFailures."
-    ),
-    MetricDefinition(
-        "BatchRecordsSkipped",
-        "Count",
-        "count",
-        "Records reported failed without the handler running (FIFO short-circuit, timeout guard).",
-    ),
-    MetricDefinition("BatchSize", "Count", "count", "Records delivered to the invocation."),
-    MetricDefinition(
-        "RecordProcessingTime",
-        "Milliseconds",
-        "distribution",
-        "Time Powertools spent on a record, handler included; records whose handler ran.",
-    ),
-    MetricDefinition(
-        "RecordAge",
-        "Milliseconds",
-        "distribution",
-        "Batch start minus the time the record entered the source (SentTimestamp, approximateArrivalTimestamp, "
-        "ApproximateCreationDateTime, Kafka timestamp).",
-    ),
-)
-SERVICE_DIMENSION: Final = "service"
-#: Dimension sets of every document; configured extra dimensions add one more set.
-DEFAULT_DIMENSION_SETS: Final = ((SERVICE_DIMENSION,),)
-#: Emitted only by invocations that dropped telemetry: one small document per backend (``otel``,
-#: ``sentry``), so the main document keeps its one directive and its size.
-TELEMETRY_METRICS: Final = (
-    MetricDefinition(
-        "TelemetryDropped",
-        "Count",
-        "count",
-        "Spans / events not sent because their backend was down (its breaker open, or a failed flush).",
-    ),
-)
-BACKEND_DIMENSION: Final = "backend"
-TELEMETRY_DIMENSION_SETS: Final = ((SERVICE_DIMENSION, BACKEND_DIMENSION),)
-DEFAULT_NAMESPACE: Final = "ObservedBatch"
-DEFAULT_SERVICE: Final = "service_undefined"
 
 _DESTINATION_TOKENS = frozenset({"destination", "queue", "stream", "table", "topic"})
 _FUNCTION_NAME = "function_name"

@@ -47,6 +47,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from observed_batch import __version__
 from observed_batch.breaker import Breaker
 from observed_batch.errors import ConfigError
+from observed_batch.metric_schema import OTEL_BACKEND
 from observed_batch.redaction import Redaction
 from observed_batch.sources import producer_trace_headers
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
@@ -80,7 +81,7 @@ _MIN_CAPTURE_BYTES = 64
 _OTHER_ERROR = "_OTHER"  # semconv fallback for error.type
 _LINK_CACHE_LIMIT = 1024
 #: ``BatchSummary.telemetry_dropped`` key and ``TelemetryDropped`` dimension value of this backend.
-BACKEND = "otel"
+BACKEND = OTEL_BACKEND
 
 _W3C = TraceContextTextMapPropagator()
 _XRAY = AwsXRayPropagator()

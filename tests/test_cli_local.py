@@ -1192,6 +1192,26 @@ def test_templates_pass_cfn_lint() -> None:
         assert [str(match) for match in matches if match.rule.id[0] in "EW"] == [], example
 
 
+@pytest.mark.parametrize("example", list(EXAMPLE_SOURCES))
+def test_template_deploys_the_alarm_pack_next_to_the_function(example: str) -> None:
+    # GIVEN the example's template and the pack `observed-batch alarms` writes for its sources
+    from observed_batch.alarms import alarm_names
+
+    template = _load_template(example)
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import render_dashboards
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    sources = {k: v for k, v in render_dashboards.EXAMPLES[example].items() if k not in ("service", "function")}
+    expected = alarm_names("f", timeout_s=render_dashboards.TIMEOUT_S, **sources)
+    # THEN every alarm of the pack is a resource of the template, notifying the optional topic
+    alarms = {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert set(alarms) == set(expected)
+    assert "AlarmTopicArn" in template["Parameters"]
+    assert all(r["Properties"]["AlarmActions"]["Fn::If"][0] == "HasAlarmTopic" for r in alarms.values())
+
+
 def test_capture_stands_in_for_a_text_stdout() -> None:
     # GIVEN / WHEN code inspects and writes to the captured stdout
     with capture_stdout() as captured:

@@ -22,12 +22,11 @@ from observed_batch import (
 )
 from observed_batch import dashboards as dashboards_module
 from observed_batch.cli import main
-from observed_batch.cli.dashboard import command
+from observed_batch.cli.dashboard import DEPRECATION, command
 from observed_batch.dashboards import (
     FAILURE_RATE_ALARM_PERCENT,
     PLACEHOLDERS,
     SHIPPED_REGION,
-    alarm_names,
     load,
     render,
     render_alarms,
@@ -36,6 +35,7 @@ from observed_batch.middleware import MetricsMiddleware
 from observed_batch.middleware.metrics import (
     DEFAULT_DIMENSION_SETS,
     METRICS,
+    TELEMETRY_BACKENDS,
     TELEMETRY_DIMENSION_SETS,
     TELEMETRY_METRICS,
 )
@@ -56,8 +56,11 @@ def full_render(**overrides: Any) -> dict[str, Any]:
         "queue": "orders",
         "dlq": "orders-dlq",
         "stream": "clicks",
+        "table": "Orders",
+        "kafka_topic": "payments",
         "region": "eu-west-1",
         "account_id": "123456789012",
+        "timeout_s": 30,
     }
     options.update(overrides)
     return render(**options)
@@ -132,10 +135,11 @@ def queried_metrics(body: dict[str, Any], namespace: str) -> dict[tuple[str, fro
 
 
 class _DroppingTelemetry(Middleware):
-    """Stands for a tracing backend whose breaker is open: each batch drops its spans."""
+    """Stands for the tracing and Sentry backends with their breakers open: each batch drops for both."""
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
-        summary.add_dropped("otel", batch.size)
+        for backend in TELEMETRY_BACKENDS:
+            summary.add_dropped(backend, batch.size)
 
 
 def emitted_metrics() -> set[tuple[str, frozenset[str]]]:
@@ -206,7 +210,7 @@ def test_text_widget_only_mentions_required_placeholders() -> None:
     # GIVEN the text widget (a widget mentioning an unset optional token is dropped)
     (text,) = [w for w in load()["widgets"] if w["type"] == "text"]
     # THEN it mentions no optional token
-    for optional in ("queue", "dlq", "stream"):
+    for optional in ("queue", "dlq", "stream", "table", "kafka_topic"):
         assert PLACEHOLDERS[optional] not in text["properties"]["markdown"]
 
 
@@ -265,16 +269,40 @@ def test_dashboard_reads_counts_as_sums_and_distributions_as_percentiles() -> No
 
 
 def test_alarms_query_only_emitted_metrics() -> None:
-    # GIVEN the alarms template
-    alarm = render_alarms(function="f", namespace="Shop", service="orders")
-    queries = alarm["Resources"]["BatchFailureRateAlarm"]["Properties"]["Metrics"]
-    metrics = [q["MetricStat"]["Metric"] for q in queries if "MetricStat" in q]
+    # GIVEN the whole alarm pack
+    template = render_alarms(function="f", namespace="Shop", service="orders", queue="q", dlq="d", timeout_s=30)
     emitted = emitted_metrics()
-    # THEN each metric it reads is emitted with those dimensions
-    assert len(metrics) == 3
-    for metric in metrics:
-        assert metric["Namespace"] == "Shop"
+    # WHEN reading every metric it queries in the namespace
+    metrics = [p for p in (r["Properties"] for r in template["Resources"].values()) if "MetricName" in p]
+    metrics += [
+        q["MetricStat"]["Metric"]
+        for r in template["Resources"].values()
+        for q in r["Properties"].get("Metrics", [])
+        if "MetricStat" in q
+    ]
+    own = [m for m in metrics if m["Namespace"] == "Shop"]
+    # THEN each is emitted with those dimensions (failure rate: 3, skipped: 1, dropped: one per backend)
+    assert len(own) == 4 + len(TELEMETRY_BACKENDS)
+    for metric in own:
         assert (metric["MetricName"], frozenset(d["Name"] for d in metric["Dimensions"])) in emitted
+
+
+def test_telemetry_alarms_read_each_backend_the_middlewares_drop_for() -> None:
+    # GIVEN the values of the backend dimension in the emitted documents
+    lines: list[str] = []
+    processor = BatchProcessor(EventType.SQS, middleware=[MetricsMiddleware(sink=lines.append), _DroppingTelemetry()])
+    process_partial_response(sqs_fifo_event(2, queue="orders"), lambda record: "ok", processor, FakeLambdaContext())
+    emitted = {json.loads(line).get("backend") for line in lines} - {None}
+    # WHEN the pack is rendered
+    template = render_alarms(function="f")
+    alarmed = {
+        d["Value"]
+        for r in template["Resources"].values()
+        for d in r["Properties"].get("Dimensions", [])
+        if d["Name"] == "backend"
+    }
+    # THEN there is one alarm per backend that emits
+    assert alarmed == emitted == set(TELEMETRY_BACKENDS)
 
 
 # -- render -----------------------------------------------------------------------------------------
@@ -340,15 +368,12 @@ def test_render_with_account_shows_the_alarms_of_the_template() -> None:
     # WHEN rendered
     body = full_render()
     (alarm,) = [w for w in body["widgets"] if w["type"] == "alarm"]
-    # THEN the widget lists the ARNs of the two alarms --alarms defines, at the bottom
-    names = alarm_names("orders-consumer")
-    assert alarm["properties"]["alarms"] == [
-        f"arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{names['failure_rate']}",
-        f"arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{names['dlq_depth']}",
-    ]
+    # THEN the widget lists the ARN of every alarm of the pack for the same sources, at the bottom
+    sources = {"queue": "orders", "dlq": "orders-dlq", "stream": "clicks", "table": "Orders"}
+    template = render_alarms(function="orders-consumer", kafka_topic="payments", timeout_s=30, **sources)
+    names = [r["Properties"]["AlarmName"] for r in template["Resources"].values()]
+    assert alarm["properties"]["alarms"] == [f"arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{n}" for n in names]
     assert alarm["y"] == max(w["y"] + w["height"] for w in body["widgets"] if w is not alarm)
-    template = render_alarms(function="orders-consumer", dlq="orders-dlq")["Resources"]
-    assert {r["Properties"]["AlarmName"] for r in template.values()} == set(names.values())
 
 
 def test_render_does_not_change_the_shipped_body() -> None:
@@ -390,32 +415,6 @@ def assert_rows_tile(body: dict[str, Any]) -> None:
         assert row_y == y
         assert sum(w["width"] for w in rows[row_y]) == 24
         y += rows[row_y][0]["height"]
-
-
-# -- alarms template ------------------------------------------------------------------------------
-
-
-def test_alarms_template_without_dlq_has_only_the_failure_rate_alarm() -> None:
-    # GIVEN no DLQ
-    # WHEN the alarms template is rendered
-    template = render_alarms(function="orders-consumer")
-    # THEN one alarm, notifying the optional topic, with an output for its ARN
-    assert list(template["Resources"]) == ["BatchFailureRateAlarm"]
-    properties = template["Resources"]["BatchFailureRateAlarm"]["Properties"]
-    assert properties["AlarmActions"] == {
-        "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
-    }
-    assert list(template["Outputs"]) == ["BatchFailureRateAlarm"]
-
-
-def test_alarms_template_watches_the_dlq() -> None:
-    # GIVEN a DLQ
-    # WHEN the alarms template is rendered
-    template = render_alarms(function="orders-consumer", dlq="orders-dlq")
-    # THEN an alarm fires on any visible message in it
-    properties = template["Resources"]["BatchDlqDepthAlarm"]["Properties"]
-    assert properties["Dimensions"] == [{"Name": "QueueName", "Value": "orders-dlq"}]
-    assert (properties["ComparisonOperator"], properties["Threshold"]) == ("GreaterThanThreshold", 0)
 
 
 # -- CLI --------------------------------------------------------------------------------------------
@@ -474,13 +473,15 @@ def test_cli_writes_to_a_file(runner: CliRunner, tmp_path: Path) -> None:
     )
 
 
-def test_cli_alarms_writes_the_cloudformation_template(runner: CliRunner) -> None:
+def test_cli_alarms_flag_is_a_deprecated_alias_of_the_alarms_command(runner: CliRunner) -> None:
     # GIVEN --alarms
     # WHEN the command runs
-    result = runner.invoke(command, ["--function", "orders-consumer", "--dlq", "orders-dlq", "--alarms"])
-    # THEN the output is the alarms template
+    args = ["--function", "orders-consumer", "--dlq", "orders-dlq", "--queue", "orders", "--alarms"]
+    result = runner.invoke(command, args)
+    # THEN it writes the alarm pack and says on stderr which command replaces it
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == render_alarms(function="orders-consumer", dlq="orders-dlq")
+    assert json.loads(result.stdout) == render_alarms(function="orders-consumer", dlq="orders-dlq", queue="orders")
+    assert result.stderr.strip() == DEPRECATION
 
 
 def test_cli_rejects_an_invalid_name_with_one_line_and_exit_2(runner: CliRunner) -> None:

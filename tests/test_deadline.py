@@ -34,8 +34,8 @@ from observed_batch.middleware import (
     TracingMiddleware,
 )
 from observed_batch.middleware import _otel_export as otel_export
-from observed_batch.middleware._sentry_compat import watch_transport
 from observed_batch.middleware._sentry_client import _BREAKERS as sentry_breakers
+from observed_batch.middleware._sentry_compat import watch_transport
 from observed_batch.testing import FakeLambdaContext, RecordingMiddleware, sqs_event
 
 FAST = 0.2  # backoff of the breakers in these tests, in seconds

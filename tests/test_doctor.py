@@ -27,6 +27,7 @@ DLQ_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:orders-dlq"
 STREAM_ARN = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/clicks"
 TABLE_STREAM_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/Orders/stream/2024-01-01T00:00:00.000"
 MSK_ARN = f"arn:aws:kafka:{REGION}:{ACCOUNT}:cluster/demo/abcd1234-ab12-cd34-ef56-abcdef123456-1"
+ON_FAILURE = {"OnFailure": {"Destination": f"arn:aws:sqs:{REGION}:{ACCOUNT}:orders-dlq"}}
 UUID = "6d9bce8e-836b-442c-8070-74e77903c815"
 SECOND_UUID = "0f4e2a8c-1b7d-4e3a-9c5f-2d8b6a1e7f90"
 
@@ -64,7 +65,17 @@ def mapping(arn: str = QUEUE_ARN, **fields: Any) -> dict[str, Any]:
         "State": "Enabled",
         "StateTransitionReason": "USER_INITIATED",
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "MetricsConfig": {"Metrics": ["EventCount"]},
     }
+    if ":kinesis:" in str(arn) or ":dynamodb:" in str(arn):
+        # A correct stream mapping: bounded retries and age, bisect, reading from the start.
+        entry.update(
+            StartingPosition="TRIM_HORIZON",
+            MaximumRetryAttempts=10,
+            MaximumRecordAgeInSeconds=3600,
+            BisectBatchOnFunctionError=True,
+            ParallelizationFactor=1,
+        )
     entry.update(fields)
     return {k: v for k, v in entry.items() if v is not None}
 
@@ -126,10 +137,11 @@ def test_a_mapping_without_report_batch_item_failures_is_reported(response_types
 @pytest.mark.parametrize(
     "entry",
     [
-        mapping(MSK_ARN, FunctionResponseTypes=None, BatchSize=100, Topics=["orders"]),
+        mapping(MSK_ARN, FunctionResponseTypes=None, BatchSize=100, Topics=["orders"], DestinationConfig=ON_FAILURE),
         mapping(
             None,
             FunctionResponseTypes=None,
+            DestinationConfig=ON_FAILURE,
             BatchSize=100,
             Topics=["orders"],
             SelfManagedEventSource={"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["broker-1:9092"]}},
@@ -149,15 +161,15 @@ def test_a_kafka_mapping_without_report_batch_item_failures_is_reported(entry: d
 
 @pytest.mark.parametrize("arn", [STREAM_ARN, TABLE_STREAM_ARN], ids=["kinesis", "dynamodb"])
 def test_a_stream_mapping_without_on_failure_destination_is_reported(arn: str) -> None:
-    # GIVEN a stream mapping with infinite retries and no on-failure destination
-    entry = mapping(arn, BatchSize=100, MaximumRetryAttempts=-1, StartingPosition="LATEST")
+    # GIVEN a stream mapping with bounded retries but no on-failure destination
+    entry = mapping(arn, BatchSize=100)
 
     # WHEN checked
     findings = check_mapping(entry, function_config())
 
     # THEN the missing DLQ equivalent is reported, with the retry setting in the problem
     assert checks(findings) == ["no-dlq"]
-    assert "MaximumRetryAttempts=-1" in findings[0].problem
+    assert "MaximumRetryAttempts=10" in findings[0].problem
     assert "--destination-config" in findings[0].fix
 
 
@@ -441,6 +453,7 @@ def test_collect_follows_mapping_pages_and_reads_each_queue_once(clients: tuple[
     lambda_client, sqs_client = clients
     with Stubber(lambda_client) as lambdas, Stubber(sqs_client) as sqs:
         lambdas.add_response("get_function_configuration", function_config(), {"FunctionName": "orders-consumer"})
+        lambdas.add_response("get_function_concurrency", {}, {"FunctionName": "orders-consumer"})
         lambdas.add_response(
             "list_event_source_mappings",
             {"EventSourceMappings": [mapping()], "NextMarker": "page-2"},
@@ -476,6 +489,7 @@ def test_collect_records_a_deleted_queue_as_missing_for_both_error_codes(clients
     lambda_client, sqs_client = clients
     with Stubber(lambda_client) as lambdas, Stubber(sqs_client) as sqs:
         lambdas.add_response("get_function_configuration", function_config())
+        lambdas.add_response("get_function_concurrency", {})
         lambdas.add_response("list_event_source_mappings", {"EventSourceMappings": [mapping()]})
         sqs.add_client_error("get_queue_url", service_error_code=code, http_status_code=400)
 
@@ -495,6 +509,7 @@ def test_collect_stops_following_markers_after_the_page_limit(
     lambda_client, sqs_client = clients
     with Stubber(lambda_client) as lambdas:
         lambdas.add_response("get_function_configuration", function_config())
+        lambdas.add_response("get_function_concurrency", {})
         for page in range(2):
             stream = mapping(STREAM_ARN, UUID=[UUID, SECOND_UUID][page], BatchSize=100)
             lambdas.add_response(
@@ -513,6 +528,7 @@ def test_collect_lets_other_queue_errors_through(clients: tuple[Any, Any]) -> No
     lambda_client, sqs_client = clients
     with Stubber(lambda_client) as lambdas, Stubber(sqs_client) as sqs:
         lambdas.add_response("get_function_configuration", function_config())
+        lambdas.add_response("get_function_concurrency", {})
         lambdas.add_response("list_event_source_mappings", {"EventSourceMappings": [mapping()]})
         sqs.add_client_error("get_queue_url", service_error_code="AccessDenied", http_status_code=403)
 
@@ -565,7 +581,7 @@ ADOT_LAYER = f"arn:aws:lambda:{REGION}:901920570463:layer:aws-otel-python-arm64-
 
 def test_tracing_without_an_endpoint_or_collector_layer_is_reported() -> None:
     # GIVEN tracing enabled, no OTEL exporter variables and no collector layer
-    function = function_config(env={"OBSERVED_BATCH_MIDDLEWARE": "metrics,tracing"})
+    function = function_config(env={"OBSERVED_BATCH_MIDDLEWARE": "tracing"})
 
     # WHEN diagnosed
     findings = diagnose(Setup(function))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -34,12 +35,15 @@ class Aws:
         self.lambda_ = boto3.client("lambda", **options)
         self.sqs = boto3.client("sqs", **options)
         self.kinesis = boto3.client("kinesis", **options)
+        self.cloudwatch = boto3.client("cloudwatch", **options)
+        self.cloudformation = boto3.client("cloudformation", **options)
         self.role_arn = self.iam.create_role(
             RoleName=unique_name("doctor-role"),
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
         )["Role"]["Arn"]
 
-    def function(self, *, timeout: int = 30, env: dict[str, str] | None = None) -> str:
+    def function(self, *, timeout: int = 30, env: dict[str, str] | None = None, alarm: bool = True) -> str:
+        """A function; with ``alarm`` one alarm of its pack exists (the rest is reported as info only)."""
         code = io.BytesIO()
         with zipfile.ZipFile(code, "w") as archive:
             archive.writestr("app.py", "def handler(event, context):\n    return {}\n")
@@ -53,6 +57,18 @@ class Aws:
             Timeout=timeout,
             Environment={"Variables": env or {}},
         )
+        if alarm:
+            self.cloudwatch.put_metric_alarm(
+                AlarmName=f"{name}-batch-errors",
+                Namespace="AWS/Lambda",
+                MetricName="Errors",
+                Dimensions=[{"Name": "FunctionName", "Value": name}],
+                Statistic="Sum",
+                Period=300,
+                EvaluationPeriods=1,
+                Threshold=0,
+                ComparisonOperator="GreaterThanThreshold",
+            )
         return name
 
     def queue(self, *, visibility: int = 180, max_receive_count: int | None = 5, fifo: bool = False) -> str:
@@ -79,9 +95,22 @@ class Aws:
         arn: str = self.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
         return arn
 
+    def deploy_alarm_pack(self, function: str) -> None:
+        """Run the `observed-batch alarms` command of the doctor's alarm-pack-missing fix, deploy its template."""
+        import moto_alarms
+
+        moto_alarms.install()
+        report = json.loads(doctor(self, function, "--json").output)
+        (fix,) = [f["fix"] for f in report["findings"] if f["check"] == "alarm-pack-missing"]
+        words = shlex.split(fix.split(" -o ")[0])
+        assert words[:2] == ["observed-batch", "alarms"]
+        template = CliRunner().invoke(main, words[1:], catch_exceptions=False).output
+        self.cloudformation.create_stack(StackName=f"{function}-alarms", TemplateBody=template)
+
     def mapping(self, function: str, source_arn: str, *, report_failures: bool = True, **fields: Any) -> None:
         if report_failures:
             fields["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
+        fields.setdefault("MetricsConfig", {"Metrics": ["EventCount"]})
         self.lambda_.create_event_source_mapping(EventSourceArn=source_arn, FunctionName=function, **fields)
 
 
@@ -103,17 +132,20 @@ def doctor(aws: Aws, function: str, *args: str) -> Result:
     )
 
 
-def reported(result: Result) -> list[str]:
-    return [line.split()[1].rstrip(":") for line in result.output.splitlines() if line.startswith("FINDING ")]
+def reported(result: Result, *, info: bool = False) -> list[str]:
+    """Checks of the findings printed (``info`` ones only when asked: they do not change the exit code)."""
+    lines = [line.split() for line in result.output.splitlines() if line.startswith("FINDING ")]
+    return [words[1] for words in lines if info or words[2] != "[info]:"]
 
 
 # -- clean and misconfigured setups ----------------------------------------------------------------------
 @pytest.mark.usefixtures("credentials")
 def test_a_correct_sqs_setup_exits_0(aws: Aws) -> None:
-    # GIVEN a 30 s function, a queue with 180 s visibility and a DLQ after 5 receives, and a mapping
-    # reporting batch item failures
-    function = aws.function(timeout=30, env={"OBSERVED_BATCH_MIDDLEWARE": "timeout_guard"})
+    # GIVEN a 30 s function, a queue with 180 s visibility and a DLQ after 5 receives, a mapping
+    # reporting batch item failures, and the alarm pack deployed with the command the doctor prints
+    function = aws.function(timeout=30, env={"OBSERVED_BATCH_MIDDLEWARE": "timeout_guard"}, alarm=False)
     aws.mapping(function, aws.queue(visibility=180, max_receive_count=5), BatchSize=10)
+    aws.deploy_alarm_pack(function)
 
     # WHEN the doctor checks it
     result = doctor(aws, function, "--p99-ms", "200")
@@ -135,8 +167,8 @@ def test_a_misconfigured_sqs_setup_exits_1_with_one_finding_per_pitfall(aws: Aws
     # THEN each pitfall is reported with a fix line, and the exit code is 1
     assert result.exit_code == 1, result.output
     assert reported(result) == ["unknown-middleware", "report-batch-item-failures", "visibility-timeout", "no-dlq"]
-    assert result.output.count("  fix: ") == 4
-    assert result.output.splitlines()[-1] == "4 findings"
+    assert result.output.count("  fix: ") == len(reported(result, info=True)) == 5
+    assert result.output.splitlines()[-1] == "5 findings (3 error, 1 warning, 1 info)"
 
 
 @pytest.mark.usefixtures("credentials")
@@ -192,7 +224,10 @@ def test_a_kinesis_mapping_without_partial_responses_or_destination_is_reported(
 
     # WHEN / THEN
     result = doctor(aws, function)
-    assert (result.exit_code, reported(result)) == (1, ["report-batch-item-failures", "no-dlq"])
+    assert (result.exit_code, reported(result)) == (
+        1,
+        ["report-batch-item-failures", "no-dlq", "retry-forever", "bisect-batch"],
+    )
 
 
 @pytest.mark.usefixtures("credentials")
@@ -206,6 +241,8 @@ def test_a_kinesis_mapping_with_partial_responses_and_a_destination_is_clean(aws
         StartingPosition="LATEST",
         BatchSize=100,
         MaximumRetryAttempts=10,
+        MaximumRecordAgeInSeconds=3600,
+        BisectBatchOnFunctionError=True,
         DestinationConfig={"OnFailure": {"Destination": destination}},
     )
 
@@ -252,16 +289,77 @@ def test_json_output_lists_the_findings(aws: Aws) -> None:
     report = json.loads(result.output)
     assert (report["function"], report["region"], report["timeout_s"], report["ok"]) == (function, REGION, 10, False)
     assert report["event_source_mappings"] == [queue_arn]
-    (finding,) = report["findings"]
-    assert set(finding) == {"check", "resource", "problem", "fix"}
-    assert finding["check"] == "report-batch-item-failures"
+    (finding,) = [f for f in report["findings"] if f["severity"] != "info"]
+    assert set(finding) == {"check", "resource", "problem", "why", "fix", "severity"}
+    assert (finding["check"], finding["severity"]) == ("report-batch-item-failures", "error")
+    assert report["schema_version"] == 1
+    assert report["counts"] == {"error": 1, "warning": 0, "info": 1}
 
 
 @pytest.mark.usefixtures("credentials")
 def test_json_output_of_a_clean_setup_is_ok(aws: Aws) -> None:
     function = aws.function()
     result = doctor(aws, function, "--json")
-    assert (result.exit_code, json.loads(result.output)["ok"], json.loads(result.output)["findings"]) == (0, True, [])
+    report = json.loads(result.output)
+    assert (result.exit_code, report["ok"], report["counts"]["error"], report["counts"]["warning"]) == (0, True, 0, 0)
+
+
+# -- what moto models of the newer checks -------------------------------------------------------------------
+@pytest.mark.usefixtures("credentials")
+def test_maximum_concurrency_above_reserved_concurrency_is_reported(aws: Aws) -> None:
+    # GIVEN a function reserved at 5 and an SQS mapping allowed 20 concurrent batches
+    function = aws.function()
+    aws.lambda_.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=5)
+    aws.mapping(function, aws.queue(), ScalingConfig={"MaximumConcurrency": 20})
+
+    # WHEN / THEN
+    result = doctor(aws, function)
+    assert (result.exit_code, reported(result)) == (1, ["maximum-concurrency"])
+    assert "MaximumConcurrency=5" in result.output
+
+
+@pytest.mark.usefixtures("credentials")
+def test_a_parallelized_stream_mapping_without_bisect_is_reported(aws: Aws) -> None:
+    # GIVEN a Kinesis mapping with a destination and bounded retries, but parallelized and not bisecting
+    function = aws.function()
+    aws.mapping(
+        function,
+        aws.stream(),
+        StartingPosition="TRIM_HORIZON",
+        MaximumRetryAttempts=5,
+        ParallelizationFactor=4,
+        DestinationConfig={"OnFailure": {"Destination": aws.queue()}},
+    )
+
+    # WHEN / THEN both warnings, and the info findings on record age and mapping metrics
+    result = doctor(aws, function)
+    assert (result.exit_code, reported(result)) == (1, ["bisect-batch", "parallelization-factor"])
+    assert "max-record-age" in reported(result, info=True)
+
+
+@pytest.mark.usefixtures("credentials")
+def test_mapping_metrics_off_is_info_and_does_not_fail(aws: Aws) -> None:
+    function = aws.function()
+    aws.mapping(function, aws.queue(), MetricsConfig={"Metrics": []})
+    result = doctor(aws, function)
+    assert result.exit_code == 0
+    assert "metrics-config" in reported(result, info=True)
+
+
+@pytest.mark.usefixtures("credentials")
+def test_a_function_without_its_alarm_pack_is_reported(aws: Aws) -> None:
+    # GIVEN metrics and sentry enabled without their settings, and no alarm of the pack
+    function = aws.function(env={"OBSERVED_BATCH_MIDDLEWARE": "metrics,sentry"}, alarm=False)
+
+    # WHEN / THEN the wiring and the missing pack are reported
+    result = doctor(aws, function)
+    assert reported(result) == [
+        "metrics-namespace-unset",
+        "metrics-service-unset",
+        "sentry-no-dsn",
+        "alarm-pack-missing",
+    ]
+    assert f"observed-batch alarms --function {function} --timeout-s 30 --telemetry-backend sentry" in result.output
 
 
 # -- usage and access errors: exit code 2, one line --------------------------------------------------------

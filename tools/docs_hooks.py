@@ -21,7 +21,15 @@ from typing import Any
 
 from observed_batch import config
 
-__all__ = ["DocsDrift", "OptionRow", "on_page_markdown", "options_reference", "page_options", "render"]
+__all__ = [
+    "DocsDrift",
+    "OptionRow",
+    "alarms_reference",
+    "on_page_markdown",
+    "options_reference",
+    "page_options",
+    "render",
+]
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 _MARKER = re.compile(r"<!-- generated: ([\w-]+) -->")
@@ -152,7 +160,37 @@ def options_reference(docs: Path = DOCS) -> str:
     return "\n".join(out) + "\n"
 
 
-_GENERATORS = {"options": options_reference}
+def alarms_reference(docs: Path = DOCS) -> str:
+    """``<!-- generated: alarms -->``: one row per alarm of the pack, from ``observed_batch.alarms``."""
+    from dataclasses import fields
+
+    from observed_batch.alarms import ALARMS, Thresholds, render_alarms
+
+    sample = render_alarms(
+        function="FUNCTION", queue="QUEUE", dlq="DLQ", stream="STREAM", kafka_topic="TOPIC", timeout_s=30
+    )
+    descriptions = {
+        r["Properties"]["AlarmName"].removeprefix("FUNCTION-batch-"): r["Properties"]["AlarmDescription"]
+        for r in sample["Resources"].values()
+    }
+    defaults = {f.name: f.default for f in fields(Thresholds)}
+    needs = {"function": "always", "backend": "always, one per backend", "timeout": "`--timeout-s`"}
+    rows = [
+        "| alarm `<function>-batch-…` | reads | applies | threshold (option, default) | TreatMissingData | to do |",
+        "|---|---|---|---|---|---|",
+    ]
+    for spec in ALARMS:
+        description = next(d for name, d in descriptions.items() if name.startswith(spec.suffix))
+        todo = description.split("What to do: ", 1)[1]
+        applies = needs.get(spec.requires, f"`--{spec.requires.replace('stream', 'stream` or `--table')}`")
+        applies = applies.replace("`--kafka`", "`--kafka-topic`")
+        option = f"`--{spec.threshold.replace('_', '-')}` {defaults[spec.threshold]}"
+        missing = f"`{spec.treat_missing_data}`: {spec.missing_data_reason}"
+        rows.append(f"| `{spec.suffix}` | {spec.watches} | {applies} | {option} | {missing} | {todo} |")
+    return "\n".join(rows) + "\n"
+
+
+_GENERATORS = {"options": options_reference, "alarms": alarms_reference}
 
 
 def render(markdown: str, docs: Path = DOCS) -> str:

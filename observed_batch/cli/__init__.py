@@ -1,4 +1,4 @@
-"""``observed-batch`` command line: invoke, sample-event, dashboard, doctor.
+"""``observed-batch`` command line: invoke, sample-event, dashboard, alarms, doctor.
 
 Subcommands load lazily (each lives in its own module and exposes a click command named
 ``command``), so ``observed-batch --help`` stays fast and one broken command cannot break others.
@@ -19,6 +19,7 @@ COMMANDS = {
     "invoke": "observed_batch.cli.invoke",
     "sample-event": "observed_batch.cli.sample_event",
     "dashboard": "observed_batch.cli.dashboard",
+    "alarms": "observed_batch.cli.alarms",
     "doctor": "observed_batch.cli.doctor",
 }
 
@@ -45,4 +46,4 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="observed-batch")
 def main(**_: Any) -> None:
     """Observability for Powertools batch processing: run handlers locally, generate events and
-    dashboards, and check a deployed setup for the classic SQS/Kinesis pitfalls."""
+    dashboards and the alarm pack, and check a deployed setup and its event sources for the classic pitfalls."""

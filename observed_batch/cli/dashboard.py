@@ -1,4 +1,4 @@
-"""``observed-batch dashboard``: the CloudWatch dashboard body (or alarms template) for one function."""
+"""``observed-batch dashboard``: the CloudWatch dashboard body for one function."""
 
 from __future__ import annotations
 
@@ -8,35 +8,21 @@ from typing import IO
 import click
 
 from observed_batch.cli._common import UsageProblem
-from observed_batch.dashboards import SHIPPED_REGION, render, render_alarms
+from observed_batch.cli.alarms import source_options, write_alarms
+from observed_batch.dashboards import SHIPPED_REGION, render
 from observed_batch.errors import ConfigError
-from observed_batch.middleware.metrics import DEFAULT_NAMESPACE, DEFAULT_SERVICE
 
 __all__ = ["command"]
+
+#: What ``dashboard --alarms`` prints on stderr: the option stays as an alias of ``alarms``.
+DEPRECATION = "warning: 'dashboard --alarms' is deprecated; use 'observed-batch alarms' (same options, more alarms)"
 
 
 @click.command(
     name="dashboard",
     epilog="Import: aws cloudwatch put-dashboard --dashboard-name NAME --dashboard-body file://FILE",
 )
-@click.option(
-    "--namespace",
-    envvar="POWERTOOLS_METRICS_NAMESPACE",
-    default=DEFAULT_NAMESPACE,
-    show_default=True,
-    help="Metrics namespace the function emits to (env POWERTOOLS_METRICS_NAMESPACE).",
-)
-@click.option(
-    "--service",
-    envvar="POWERTOOLS_SERVICE_NAME",
-    default=DEFAULT_SERVICE,
-    show_default=True,
-    help="Value of the service dimension (env POWERTOOLS_SERVICE_NAME).",
-)
-@click.option("--function", "function", required=True, help="Lambda function name.")
-@click.option("--queue", help="SQS queue the function consumes (adds the queue widgets).")
-@click.option("--dlq", help="Dead-letter queue (adds the DLQ depth widget and alarm).")
-@click.option("--stream", help="Kinesis stream the function consumes (adds the iterator age widget).")
+@source_options
 @click.option(
     "--region",
     envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
@@ -44,7 +30,12 @@ __all__ = ["command"]
     show_default=True,
     help="Region of every widget (env AWS_REGION).",
 )
-@click.option("--account-id", help="AWS account id: adds a widget with the state of the --alarms alarms.")
+@click.option("--account-id", help="AWS account id: adds a widget with the state of the alarm pack.")
+@click.option(
+    "--timeout-s",
+    type=click.IntRange(min=1),
+    help="Function timeout in seconds, as given to 'alarms' (its duration alarm joins the alarm widget).",
+)
 @click.option(
     "--output",
     "-o",
@@ -55,7 +46,7 @@ __all__ = ["command"]
 @click.option(
     "--alarms",
     is_flag=True,
-    help="Write a CloudFormation template with the failure-rate and DLQ alarms instead of the dashboard.",
+    help="Deprecated alias of 'observed-batch alarms' with default thresholds.",
 )
 def command(
     namespace: str,
@@ -64,26 +55,34 @@ def command(
     queue: str | None,
     dlq: str | None,
     stream: str | None,
+    table: str | None,
+    kafka_topic: str | None,
     region: str,
     account_id: str | None,
+    timeout_s: int | None,
     output: IO[str],
     alarms: bool,
 ) -> None:
     """Write the batch-processing CloudWatch dashboard body filled in for FUNCTION."""
+    sources = {"queue": queue, "dlq": dlq, "stream": stream, "table": table, "kafka_topic": kafka_topic}
+    if alarms:
+        click.echo(DEPRECATION, err=True)
+        write_alarms(output, function=function, namespace=namespace, service=service, timeout_s=timeout_s, **sources)
+        return
     try:
-        if alarms:
-            document = render_alarms(function=function, namespace=namespace, service=service, dlq=dlq)
-        else:
-            document = render(
-                function=function,
-                namespace=namespace,
-                service=service,
-                queue=queue,
-                dlq=dlq,
-                stream=stream,
-                region=region,
-                account_id=account_id,
-            )
+        document = render(
+            function=function,
+            namespace=namespace,
+            service=service,
+            region=region,
+            account_id=account_id,
+            timeout_s=timeout_s,
+            queue=queue,
+            dlq=dlq,
+            stream=stream,
+            table=table,
+            kafka_topic=kafka_topic,
+        )
     except ConfigError as exc:
         raise UsageProblem(str(exc)) from None
     output.write(json.dumps(document, indent=2) + "\n")

@@ -1,6 +1,7 @@
-"""``observed-batch doctor``: check a deployed function and its event sources for batch pitfalls.
+"""``observed-batch doctor``: check a deployed function, its event sources and its observability wiring.
 
-Exit codes: 0 no findings, 1 findings, 2 usage or AWS access errors (one line on stderr).
+Exit codes: 0 no findings (or only ``info`` ones), 1 an ``error`` or ``warning`` finding, 2 usage or AWS
+access errors (one line on stderr). ``--json`` prints ``report`` (schema ``SCHEMA_VERSION``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from typing import Any
 import click
 
 from observed_batch.cli._common import UsageProblem
-from observed_batch.doctor import Finding, Setup, collect, diagnose
+from observed_batch.doctor import SEVERITIES, Finding, Setup, collect, diagnose, failing
 
-__all__ = ["DoctorError", "aws_errors", "command"]
+__all__ = ["SCHEMA_VERSION", "DoctorError", "aws_errors", "command", "report"]
+
+#: Version of the ``--json`` document; bumped only when a field is removed or changes meaning.
+SCHEMA_VERSION = 1
 
 _AUTH_ERRORS = {
     "AccessDenied",
@@ -47,16 +51,17 @@ class DoctorError(UsageProblem):
 def command(
     function_name: str, region: str | None, endpoint_url: str | None, p99_ms: float | None, as_json: bool
 ) -> None:
-    """Check a deployed function for partial-batch pitfalls: missing ReportBatchItemFailures, short SQS
-    visibility timeout, missing DLQ, maxReceiveCount of 1, oversized FIFO batches, batches that cannot
-    finish in time and OBSERVED_BATCH_* variables that would fail the cold start."""
+    """Check a deployed function and every event source of it (SQS, Kinesis, DynamoDB Streams, Kafka) for
+    the batch pitfalls (partial batch responses, visibility timeout, DLQ or on-failure destination,
+    retries, bisect, concurrency, batch window, mapping metrics), its observability wiring (tracing,
+    Sentry and metrics settings, OBSERVED_BATCH_* variables) and whether the alarm pack is deployed."""
     setup, region_name = _read(function_name, region, endpoint_url)
     findings = diagnose(setup, p99_ms)
     if as_json:
-        click.echo(json.dumps(_report(setup, region_name, findings), indent=2))
+        click.echo(json.dumps(report(setup, region_name, findings), indent=2))
     else:
         _print(setup, region_name, findings)
-    if findings:
+    if failing(findings):
         click.get_current_context().exit(1)
 
 
@@ -78,7 +83,8 @@ def _read(function_name: str, region: str | None, endpoint_url: str | None) -> t
     with aws_errors(function_name, region_name):
         lambda_client = session.client("lambda", endpoint_url=endpoint_url, config=client_config)
         sqs_client = session.client("sqs", endpoint_url=endpoint_url, config=client_config)
-        return collect(lambda_client, sqs_client, function_name), region_name
+        cloudwatch_client = session.client("cloudwatch", endpoint_url=endpoint_url, config=client_config)
+        return collect(lambda_client, sqs_client, function_name, cloudwatch_client), region_name
 
 
 @contextmanager
@@ -109,13 +115,18 @@ def aws_errors(function_name: str, region: str | None = None) -> Iterator[None]:
         raise DoctorError(f"AWS client error: {exc}") from None
 
 
-def _report(setup: Setup, region: str, findings: list[Finding]) -> dict[str, Any]:
+def report(setup: Setup, region: str, findings: list[Finding]) -> dict[str, Any]:
+    """The ``--json`` document (documented in docs/cli.md)."""
     return {
+        "schema_version": SCHEMA_VERSION,
         "function": setup.function_name,
         "region": region,
         "timeout_s": setup.timeout_s,
-        "event_source_mappings": [str(m.get("EventSourceArn")) for m in setup.mappings],
-        "ok": not findings,
+        "reserved_concurrency": setup.reserved_concurrency,
+        "event_source_mappings": [str(m.get("EventSourceArn") or m.get("UUID")) for m in setup.mappings],
+        "alarms_checked": setup.alarms is not None,
+        "ok": not failing(findings),
+        "counts": {severity: sum(f.severity == severity for f in findings) for severity in SEVERITIES},
         "findings": [finding.as_dict() for finding in findings],
     }
 
@@ -128,11 +139,15 @@ def _print(setup: Setup, region: str, findings: list[Finding]) -> None:
     )
     if not sources:
         click.echo("note: no event source mappings, only the function configuration was checked")
+    if setup.alarms is None:
+        click.echo("note: CloudWatch alarms not readable with these credentials, the alarm pack was not checked")
     for finding in findings:
-        click.echo(f"\nFINDING {finding.check}: {finding.resource}")
+        click.echo(f"\nFINDING {finding.check} [{finding.severity}]: {finding.resource}")
         click.echo(f"  {finding.problem}")
+        click.echo(f"  why: {finding.why}")
         click.echo(f"  fix: {finding.fix}")
     if findings:
-        click.echo(f"\n{len(findings)} finding{'' if len(findings) == 1 else 's'}")
+        counts = ", ".join(f"{n} {s}" for s in SEVERITIES if (n := sum(f.severity == s for f in findings)))
+        click.echo(f"\n{len(findings)} finding{'' if len(findings) == 1 else 's'} ({counts})")
     else:
         click.echo("OK: no findings")

@@ -15,6 +15,7 @@ __all__ = ["check_environment"]
 _ENV_PREFIX = "OBSERVED_BATCH_"
 _GLOBAL_VARIABLES = set(config.CORE_VARIABLES)
 _GUARD = "timeout_guard"
+_COLD_START = "the processor raises ConfigError at construction: every invocation fails and nothing is processed"
 #: ``TimeoutGuardMiddleware``'s default ``min_remaining_ms`` (a test keeps the two equal).
 _GUARD_MIN_REMAINING_MS = 2000
 
@@ -26,8 +27,8 @@ def check_environment(function: Mapping[str, Any]) -> list[Finding]:
     resource = f"function {name}"
     findings: list[Finding] = []
 
-    def finding(check: str, problem: str, fix: str) -> None:
-        findings.append(Finding(check, resource, problem, fix))
+    def finding(check: str, problem: str, fix: str, why: str = _COLD_START) -> None:
+        findings.append(Finding(check, resource, problem, fix, why=why))
 
     valid = ", ".join(config.BUILTINS)
     names = _middleware_names(function)
@@ -96,6 +97,7 @@ def check_environment(function: Mapping[str, Any]) -> list[Finding]:
             f"timeout_guard keeps {guard_min_remaining_ms} ms in reserve but the function timeout is only"
             f" {timeout_ms} ms: every record of every batch is failed without running",
             f"lower {_ENV_PREFIX}TIMEOUT_GUARD_MIN_REMAINING_MS well below {timeout_ms} or raise the function timeout",
+            why="records are handed back unprocessed, retried, and end in the DLQ without ever running",
         )
     return findings
 

@@ -5,21 +5,28 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from observed_batch import config
 
-__all__ = ["Finding", "Setup"]
+__all__ = ["SEVERITIES", "Finding", "Setup", "Severity"]
+
+Severity = Literal["error", "warning", "info"]
+#: Most severe first. ``error`` and ``warning`` findings make the doctor exit 1; ``info`` ones do not.
+SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One misconfiguration: ``check`` is a stable identifier, ``fix`` one actionable line."""
+    """One misconfiguration: ``check`` is a stable identifier, ``problem`` what was found, ``why`` why it
+    hurts (one line), ``fix`` the exact property to set."""
 
     check: str
     resource: str
     problem: str
     fix: str
+    severity: Severity = field(default="error", kw_only=True)
+    why: str = field(default="", kw_only=True)
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -36,6 +43,10 @@ class Setup:
     function: Mapping[str, Any]
     mappings: Sequence[Mapping[str, Any]] = ()
     queues: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
+    #: ``ReservedConcurrentExecutions`` (``get_function_concurrency``); None when unset or unreadable.
+    reserved_concurrency: int | None = None
+    #: Names of the alarms with the pack's prefix; None when CloudWatch was not read (no access).
+    alarms: Sequence[str] | None = None
 
     @property
     def function_name(self) -> str:
@@ -78,3 +89,8 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _environ(function: Mapping[str, Any]) -> Mapping[str, str]:
+    variables: Mapping[str, str] = (function.get("Environment") or {}).get("Variables") or {}
+    return variables
