@@ -53,13 +53,28 @@ class MetricDefinition:
 METRICS: Final = (
     MetricDefinition("BatchRecordSuccesses", "Count", "count", "Records the handler processed without raising."),
     MetricDefinition(
-        "BatchRecordFailures", "Count", "count", "Records whose handler raised; reported in batchItemFailures."
+        "BatchRecordFailures",
+        "Count",
+        "count",
+        "Records whose handler raised; reported in batchItemFailures unless a policy resolved them.",
     ),
     MetricDefinition(
         "BatchRecordsSkipped",
         "Count",
         "count",
         "Records reported failed without the handler running (FIFO short-circuit, timeout guard).",
+    ),
+    MetricDefinition(
+        "BatchRecordsDeadLettered",
+        "Count",
+        "count",
+        "Failed records retry_policy copied to the dead-letter queue (accepted) and left out of batchItemFailures.",
+    ),
+    MetricDefinition(
+        "BatchRecordsDropped",
+        "Count",
+        "count",
+        "Failed records retry_policy dropped as non-retryable (on_non_retryable=drop): not retried.",
     ),
     MetricDefinition("BatchSize", "Count", "count", "Records delivered to the invocation."),
     MetricDefinition(
@@ -190,6 +205,8 @@ class MetricsMiddleware(Middleware):
             "BatchRecordSuccesses": summary.successes,
             "BatchRecordFailures": summary.failures,
             "BatchRecordsSkipped": summary.skipped,
+            "BatchRecordsDeadLettered": summary.dead_lettered,
+            "BatchRecordsDropped": summary.dropped,
             "BatchSize": batch.size,
             "RecordProcessingTime": emf.distribution(durations_ns, divisor=1e6),
             "RecordAge": emf.distribution(_ages_ms(batch)),
