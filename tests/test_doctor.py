@@ -306,7 +306,7 @@ def test_unknown_middleware_names_are_reported_with_the_valid_ones() -> None:
     # THEN the bad name and the valid names are in the finding
     assert checks(findings) == ["unknown-middleware"]
     assert "'metric'" in findings[0].problem
-    assert "metrics, tracing, sentry, logging, timeout_guard" in findings[0].fix
+    assert "metrics, tracing, sentry, logging, timeout_guard, stop_on_failure, retry_policy" in findings[0].fix
 
 
 def test_a_middleware_listed_twice_is_reported() -> None:
