@@ -103,9 +103,7 @@ def test_response_is_powertools_minus_the_resolved_records(
 
     # THEN the response is Powertools' minus exactly the resolved records
     resolved = {r.message_id: r.resolution for r in recorder.records() if r.resolution is not None}
-    reported = (
-        ids if isinstance(expected, Exception) else [f["itemIdentifier"] for f in expected["batchItemFailures"]]
-    )
+    reported = ids if isinstance(expected, Exception) else [f["itemIdentifier"] for f in expected["batchItemFailures"]]
     remaining = [i for i in reported if i not in resolved]
     if isinstance(expected, Exception) and not resolved:
         assert type(actual) is type(expected)
