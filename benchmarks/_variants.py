@@ -45,7 +45,8 @@ __all__ = [
     "variants",
 ]
 
-BUILTIN_NAMES: tuple[str, ...] = tuple(BUILTINS)
+#: The telemetry built-ins ("all on"); the policies change outcomes and have their own variants.
+BUILTIN_NAMES: tuple[str, ...] = tuple(name for name, spec in BUILTINS.items() if not spec.policy)
 FAIL_EVERY = 10  # 10 % of the records fail
 LAMBDA_BUDGET_MS = 900_000  # the timeout guard must never trigger in a benchmark
 
@@ -349,6 +350,21 @@ def _noop(scenario: Scenario, backends: Backends) -> Invoke:
     return _partial_response(ob.BatchProcessor(scenario.event_type, middleware=[NoopMiddleware()]), scenario)
 
 
+def _retry_policy_on(*before: str) -> Callable[[Scenario, Backends], Invoke]:
+    """retry_policy armed with a non-retryable class the handler never raises, no backoff: its per-record
+    hook runs for every record, SQS is never called (the overhead on a batch with no poison)."""
+
+    def build(scenario: Scenario, backends: Backends) -> Invoke:
+        if builtin_available("retry_policy") is not None:
+            raise Unavailable(builtin_available("retry_policy") or "")
+        from observed_batch.middleware import RetryPolicyMiddleware
+
+        policy = RetryPolicyMiddleware(non_retryable=[LookupError], on_non_retryable="drop")
+        return _partial_response(ob.BatchProcessor(scenario.event_type, middleware=[*before, policy]), scenario)
+
+    return build
+
+
 def _all_on_batch_tracing(scenario: Scenario, backends: Backends) -> Invoke:
     if backends.tracing_error or backends.sentry_error:
         raise Unavailable(backends.tracing_error or backends.sentry_error or "")
@@ -365,6 +381,10 @@ def variants() -> list[Variant]:
         Variant("chain_noop", "observed_batch, one no-op middleware", _noop),
     ]
     found += [Variant(name, f"observed_batch + {name}", _chain((name,)), (name,)) for name in BUILTIN_NAMES]
+    found.append(Variant("retry_policy_on", "observed_batch + retry_policy (armed, no poison)", _retry_policy_on()))
+    found.append(
+        Variant("metrics_retry_policy", "observed_batch + metrics + retry_policy", _retry_policy_on("metrics"))
+    )
     found.append(Variant("all_on", "observed_batch, all on", _chain(BUILTIN_NAMES), BUILTIN_NAMES))
     found.append(
         Variant("all_on_batch_span", "observed_batch, all on, tracing mode=batch", _all_on_batch_tracing, BUILTIN_NAMES)

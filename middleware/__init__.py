@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "LoggingMiddleware",
     "MetricsMiddleware",
+    "RetryPolicyMiddleware",
     "SentryMiddleware",
+    "StopOnFailureMiddleware",
     "TimeoutGuardMiddleware",
     "TracingMiddleware",
 ]
@@ -22,12 +24,16 @@ _BY_CLASS = {
     "SentryMiddleware": "sentry",
     "LoggingMiddleware": "logging",
     "TimeoutGuardMiddleware": "timeout_guard",
+    "StopOnFailureMiddleware": "stop_on_failure",
+    "RetryPolicyMiddleware": "retry_policy",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from observed_batch.middleware.logging import LoggingMiddleware
     from observed_batch.middleware.metrics import MetricsMiddleware
+    from observed_batch.middleware.retry_policy import RetryPolicyMiddleware
     from observed_batch.middleware.sentry import SentryMiddleware
+    from observed_batch.middleware.stop_on_failure import StopOnFailureMiddleware
     from observed_batch.middleware.timeout_guard import TimeoutGuardMiddleware
     from observed_batch.middleware.tracing import TracingMiddleware
 

@@ -462,6 +462,8 @@ class LoggingMiddleware(Middleware):
             successes=summary.successes,
             failures=summary.failures,
             skipped=summary.skipped,
+            **({"dead_lettered": summary.dead_lettered} if summary.dead_lettered else {}),
+            **({"dropped": summary.dropped} if summary.dropped else {}),
             duration_ms=round(summary.duration_ms, 3),
             failed_message_ids=failed_ids,
             **({"telemetry_dropped": dict(summary.telemetry_dropped)} if summary.telemetry_dropped else {}),

@@ -165,6 +165,8 @@ class MetricsMiddleware(Middleware):
             "BatchRecordSuccesses": summary.successes,
             "BatchRecordFailures": summary.failures,
             "BatchRecordsSkipped": summary.skipped,
+            "BatchRecordsDeadLettered": summary.dead_lettered,
+            "BatchRecordsDropped": summary.dropped,
             "BatchSize": batch.size,
             "RecordProcessingTime": emf.distribution(durations_ns, divisor=1e6),
             "RecordAge": emf.distribution(_ages_ms(batch)),

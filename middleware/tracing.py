@@ -62,6 +62,8 @@ _PROCESS = MessagingOperationTypeValues.PROCESS.value
 
 #: Attributes of our own (no semantic convention covers them).
 ATTR_SKIP_REASON = "observed_batch.skip_reason"
+#: How a policy resolved a failed record (``dead_lettered`` / ``dropped``): not in batchItemFailures.
+ATTR_RESOLUTION = "observed_batch.resolution"
 ATTR_RESPONSE = "observed_batch.response"
 ATTR_RESPONSE_SIZE = "observed_batch.response.size"
 ATTR_BODY = "observed_batch.body"
@@ -249,6 +251,8 @@ class TracingMiddleware(Middleware):
             span.set_attribute(ERROR_TYPE, error_type)
             span.set_status(Status(StatusCode.ERROR, error_type))
             self._record_exception(span, state, record.exc_info, error_type, {})
+            if record.resolution is not None:
+                span.set_attribute(ATTR_RESOLUTION, record.resolution)
         elif outcome is Outcome.SKIPPED:
             # Not an error of this record: Powertools reports it failed so that it is retried later.
             span.set_attribute(ATTR_SKIP_REASON, record.skip_reason or "skipped")

@@ -14,9 +14,17 @@ from aws_lambda_powertools.utilities.batch.exceptions import (
 
 from observed_batch import sources
 from observed_batch.errors import FailRecord
-from observed_batch.typing import FIFO_SHORT_CIRCUIT, BatchContext, Middleware, Outcome, RecordContext
+from observed_batch.typing import (
+    DEAD_LETTERED,
+    FIFO_SHORT_CIRCUIT,
+    RESOLUTIONS,
+    BatchContext,
+    Middleware,
+    Outcome,
+    RecordContext,
+)
 
-__all__ = ["Chain", "tally"]
+__all__ = ["Chain", "release_resolved", "tally"]
 
 logger = logging.getLogger("observed_batch")
 
@@ -43,6 +51,30 @@ class Chain:
 
     def __bool__(self) -> bool:
         return bool(self.middlewares)
+
+    def check_event_type(self, event_type: Any) -> None:
+        """Each middleware refuses a source it cannot serve (``ConfigError``, not contained: configuration)."""
+        for middleware in self.middlewares:
+            if _overrides(middleware, "check_event_type"):
+                middleware.check_event_type(event_type)
+
+    def resolve(self, record: RecordContext, middleware: Any, resolution: str) -> bool:
+        """``RecordContext.resolve``: only a declared policy may take a failed record out of the failures."""
+        if resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, not {resolution!r}")
+        if getattr(type(middleware), "policy", False) is not True:
+            _contain(record.batch, middleware, "resolve", PermissionError("only a policy middleware may resolve"))
+            return False
+        if record.outcome is not Outcome.FAILURE or record._resolution is not None:
+            return False
+        record._resolution = resolution
+        batch = record.batch
+        batch._resolved.append(record)
+        if resolution == DEAD_LETTERED:
+            batch.summary.dead_lettered += 1
+        else:
+            batch.summary.dropped += 1
+        return True
 
     def start_batch(self, batch: BatchContext) -> None:
         batch._wrapping = self._record  # on_batch_start may narrow it (BatchContext.skip_record_hooks)
@@ -162,6 +194,28 @@ def _unwind(hooks: list[Iterator[None] | None]) -> None:
                 close()
             except Exception:
                 logger.debug("observed_batch: a middleware failed while closing", exc_info=True)
+
+
+def release_resolved(batch: BatchContext, processor: Any) -> None:
+    """Before Powertools builds the response (``_clean``): take the records policies resolved out of its
+    ``fail_messages`` and ``exceptions`` (kept aligned: ``failure_handler`` appends to both), so that the
+    response, ``raise_on_entire_batch_failure`` and ``processor.exceptions`` agree with the resolutions."""
+    exceptions = getattr(processor, "exceptions", None)
+    fail_messages = getattr(processor, "fail_messages", None)
+    if not isinstance(exceptions, list) or not isinstance(fail_messages, list):
+        return
+    for record in batch._resolved:
+        # The core kept the very tuple Powertools appended (sync: exceptions[-1]; async: failure_handler).
+        position = next((i for i, known in enumerate(exceptions) if known is record.exc_info), None)
+        if position is None or len(exceptions) != len(fail_messages):
+            logger.error(
+                "observed_batch: record %s was resolved as %s but the processor's failure bookkeeping does not"
+                " hold it (a failure_handler override?); it stays in batchItemFailures",
+                record.message_id,
+                record.resolution,
+            )
+            continue
+        del exceptions[position], fail_messages[position]
 
 
 def tally(batch: BatchContext, raw: Any, entry: Any, exc_info: Any) -> None:

@@ -54,6 +54,7 @@ class _Builtin:
     cls: str
     backend: str | None  # importable package the middleware needs
     extra: str | None  # the pip extra that installs it
+    policy: bool = False  # changes outcomes by design (see Middleware.policy): not telemetry
 
 
 #: Built-in middlewares, in their recommended order (outermost first).
@@ -63,6 +64,12 @@ BUILTINS: dict[str, _Builtin] = {
     "sentry": _Builtin("observed_batch.middleware.sentry", "SentryMiddleware", "sentry_sdk", "sentry"),
     "logging": _Builtin("observed_batch.middleware.logging", "LoggingMiddleware", "structlog", "logging"),
     "timeout_guard": _Builtin("observed_batch.middleware.timeout_guard", "TimeoutGuardMiddleware", None, None),
+    "stop_on_failure": _Builtin(
+        "observed_batch.middleware.stop_on_failure", "StopOnFailureMiddleware", None, None, policy=True
+    ),
+    "retry_policy": _Builtin(
+        "observed_batch.middleware.retry_policy", "RetryPolicyMiddleware", "boto3", "policies", policy=True
+    ),
 }
 _VALID = ", ".join(BUILTINS)
 _TRUE = {"1", "true", "yes", "on"}
@@ -268,10 +275,13 @@ def builtin_class(name: str) -> type[Middleware]:
     return cls
 
 
-def available_builtins() -> list[str]:
-    """Built-in names usable here (their module and backend import), in the recommended order."""
+def available_builtins(*, policies: bool = True) -> list[str]:
+    """Built-in names usable here (their module and backend import), in the recommended order; without
+    the policy middlewares (which change outcomes by design) when ``policies=False``."""
     names = []
     for name in BUILTINS:
+        if not policies and BUILTINS[name].policy:
+            continue
         try:
             builtin_class(name)
         except (ConfigError, ImportError):
@@ -349,6 +359,9 @@ def _kinds(annotations: Mapping[str, str]) -> dict[str, Any]:
         literal = _LITERAL.match(text.replace(" | None", ""))
         if literal:
             kinds[name] = tuple(v.strip().strip("'\"") for v in literal.group(1).split(","))
+            continue
+        if text.startswith("str | "):
+            kinds[name] = str  # a string from env / pyproject; code may pass richer values (e.g. classes)
             continue
         scalar = _SCALAR.match(text)
         if scalar:

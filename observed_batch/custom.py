@@ -40,7 +40,7 @@ from aws_lambda_powertools.utilities.batch import BasePartialProcessor as _PtBas
 from aws_lambda_powertools.utilities.batch import EventType
 
 from observed_batch import sources
-from observed_batch.chain import Chain
+from observed_batch.chain import Chain, release_resolved
 from observed_batch.config import Config, build_middlewares
 from observed_batch.errors import ConfigError
 from observed_batch.processors import AsyncBatchProcessor, BatchProcessor, _crashed
@@ -112,6 +112,7 @@ class _CustomObserved:
     _ob_chain = Chain(())
     _ob_batch: BatchContext | None = None
     _ob_handler: Callable[..., Any] | None = None
+    _ob_checked: EventType | None = None
     records: list[Any]
     handler: Callable[..., Any]
     _is_async = False
@@ -128,6 +129,10 @@ class _CustomObserved:
         self._ob_handler = None  # the record handler, while _GuardedHandler stands in for it
         if not self._ob_chain:
             return
+        known = event_type if event_type is not None else getattr(self, "event_type", None)
+        self._ob_checked = known if isinstance(known, EventType) else None
+        if self._ob_checked is not None:
+            self._ob_chain.check_event_type(self._ob_checked)
         # The class's implementations (the user's), bound once; the instance attributes below shadow them.
         self._ob_process = self._ob_class_method("_process_record")
         self._ob_async_process = self._ob_class_method("_async_process_record")
@@ -172,6 +177,9 @@ class _CustomObserved:
         if not self._ob_chain:
             return super().__enter__()  # type: ignore[misc]
         event_type = self._ob_resolve_event_type()
+        if event_type is not None and event_type is not self._ob_checked:
+            self._ob_chain.check_event_type(event_type)  # a source learnt from the records: refused before _prepare
+            self._ob_checked = event_type
         entered = super().__enter__()  # type: ignore[misc]  # the user's _prepare
         if event_type is not None:
             batch = BatchContext(
@@ -194,6 +202,8 @@ class _CustomObserved:
         if exception_value is not None:
             batch.summary.error = exception_value
         try:
+            if batch._resolved:
+                release_resolved(batch, self)
             return super().__exit__(exception_type, exception_value, traceback)  # type: ignore[misc]  # the user's _clean
         except BaseException as exc:
             if batch.summary.error is None:

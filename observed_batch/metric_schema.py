@@ -17,6 +17,8 @@ __all__ = [
     "DEFAULT_SERVICE",
     "METRICS",
     "OTEL_BACKEND",
+    "RECORDS_DEAD_LETTERED",
+    "RECORDS_DROPPED",
     "RECORDS_SKIPPED",
     "RECORD_AGE",
     "RECORD_FAILURES",
@@ -46,13 +48,28 @@ class MetricDefinition:
 METRICS: Final = (
     MetricDefinition("BatchRecordSuccesses", "Count", "count", "Records the handler processed without raising."),
     MetricDefinition(
-        "BatchRecordFailures", "Count", "count", "Records whose handler raised; reported in batchItemFailures."
+        "BatchRecordFailures",
+        "Count",
+        "count",
+        "Records whose handler raised; reported in batchItemFailures unless a policy resolved them.",
     ),
     MetricDefinition(
         "BatchRecordsSkipped",
         "Count",
         "count",
         "Records reported failed without the handler running (FIFO short-circuit, timeout guard).",
+    ),
+    MetricDefinition(
+        "BatchRecordsDeadLettered",
+        "Count",
+        "count",
+        "Failed records retry_policy copied to the dead-letter queue (accepted) and left out of batchItemFailures.",
+    ),
+    MetricDefinition(
+        "BatchRecordsDropped",
+        "Count",
+        "count",
+        "Failed records retry_policy dropped as non-retryable (on_non_retryable=drop): not retried.",
     ),
     MetricDefinition("BatchSize", "Count", "count", "Records delivered to the invocation."),
     MetricDefinition(
@@ -70,7 +87,16 @@ METRICS: Final = (
     ),
 )
 #: Each definition by role, for the code that queries them (dashboards, alarms).
-RECORD_SUCCESSES, RECORD_FAILURES, RECORDS_SKIPPED, BATCH_SIZE, RECORD_PROCESSING_TIME, RECORD_AGE = METRICS
+(
+    RECORD_SUCCESSES,
+    RECORD_FAILURES,
+    RECORDS_SKIPPED,
+    RECORDS_DEAD_LETTERED,
+    RECORDS_DROPPED,
+    BATCH_SIZE,
+    RECORD_PROCESSING_TIME,
+    RECORD_AGE,
+) = METRICS
 SERVICE_DIMENSION: Final = "service"
 #: Dimension sets of every document; configured extra dimensions add one more set.
 DEFAULT_DIMENSION_SETS: Final = ((SERVICE_DIMENSION,),)

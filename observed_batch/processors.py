@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor as _PtSqsFifoPartialProcessor
 
 from observed_batch import sources
-from observed_batch.chain import Chain, tally
+from observed_batch.chain import Chain, release_resolved, tally
 from observed_batch.config import Config, build_middlewares
 from observed_batch.redaction import Redaction
 from observed_batch.typing import BatchContext, Middleware, Outcome, RecordContext
@@ -55,6 +55,7 @@ class _Observed:
         self.middlewares: tuple[Middleware, ...] = build_middlewares(middleware, config)
         self._ob_chain = Chain(self.middlewares)
         self._ob_redaction = Redaction.from_config(config, os.environ) if self._ob_chain else None
+        self._ob_chain.check_event_type(self.event_type)
         self._ob_batch: BatchContext | None = None
         self._ob_lambda_context: Any = None
         # Powertools' per-record implementation, bound once (zero-argument super() costs per call).
@@ -99,6 +100,8 @@ class _Observed:
             return
         self._ob_batch = None
         try:
+            if batch._resolved:
+                release_resolved(batch, self)
             super()._clean()  # type: ignore[misc]
         except BaseException as exc:
             if batch.summary.error is None:

@@ -7,6 +7,7 @@ each source spells them differently. They are read from the raw record dict, nev
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,9 +21,11 @@ __all__ = [
     "event_type_of",
     "fifo_group",
     "producer_trace_headers",
+    "receipt_handle",
     "receive_count",
     "record_identifier",
     "sent_timestamp_ms",
+    "sqs_message_attributes",
 ]
 
 _KAFKA = getattr(EventType, "Kafka", None)
@@ -154,3 +157,31 @@ def producer_trace_headers(raw: Any) -> dict[str, str]:
     if isinstance(xray, str):
         headers["x-amzn-trace-id"] = xray
     return headers
+
+
+def receipt_handle(raw: Any) -> str | None:
+    """SQS ``receiptHandle``: what ChangeMessageVisibility needs."""
+    value = _get(raw, "receiptHandle")
+    return value if isinstance(value, str) else None
+
+
+def sqs_message_attributes(raw: Any) -> dict[str, dict[str, Any]]:
+    """The record's message attributes in the shape SendMessage takes (Lambda delivers them lower-camel,
+    binary values base64-encoded). List values, which SQS does not accept on send, are left out."""
+    attributes = _get(raw, "messageAttributes")
+    converted: dict[str, dict[str, Any]] = {}
+    if not isinstance(attributes, Mapping):
+        return converted
+    for name, value in attributes.items():
+        data_type = _get(value, "dataType")
+        if not isinstance(data_type, str):
+            continue
+        text, binary = _get(value, "stringValue"), _get(value, "binaryValue")
+        if isinstance(text, str):
+            converted[name] = {"DataType": data_type, "StringValue": text}
+        elif isinstance(binary, str):
+            try:
+                converted[name] = {"DataType": data_type, "BinaryValue": base64.b64decode(binary)}
+            except ValueError:
+                continue
+    return converted

@@ -47,6 +47,11 @@ Outcome.SKIPPED = Outcome("skipped")
 
 #: ``RecordContext.skip_reason`` for records Powertools' FIFO processor short-circuited.
 FIFO_SHORT_CIRCUIT = "fifo_short_circuit"
+#: How a policy middleware may resolve a failed record (``RecordContext.resolve``): the record is then
+#: left out of ``batchItemFailures``.
+DEAD_LETTERED = "dead_lettered"
+DROPPED = "dropped"
+RESOLUTIONS = (DEAD_LETTERED, DROPPED)
 
 
 class BatchContext:
@@ -56,6 +61,7 @@ class BatchContext:
         "_chain",
         "_destination",
         "_next_index",
+        "_resolved",
         "_stop",
         "_streamed",
         "_wrapping",
@@ -113,6 +119,8 @@ class BatchContext:
         self._stop: ExceptionInfo | None = None
         #: The chain running this batch (set by it), for ``telemetry_budget_ms``.
         self._chain: Any = None
+        #: Failed records a policy middleware resolved (``RecordContext.resolve``), in resolution order.
+        self._resolved: list[RecordContext] = []
 
     def _arrived(self, raw: Any) -> None:
         """A record of a streamed batch (records given as a generator) reached the processor."""
@@ -198,6 +206,7 @@ class RecordContext:
 
     __slots__ = (
         "_parsed",
+        "_resolution",
         "_scratch",
         "batch",
         "duration_ns",
@@ -224,6 +233,21 @@ class RecordContext:
         self.duration_ns: int = 0
         self._scratch: dict[Any, Any] | None = None
         self._parsed: Any = None
+        self._resolution: str | None = None
+
+    @property
+    def resolution(self) -> str | None:
+        """``"dead_lettered"`` or ``"dropped"`` once a policy middleware resolved this failed record (it
+        is then left out of ``batchItemFailures``; ``outcome`` stays ``failure``), else ``None``."""
+        return self._resolution
+
+    def resolve(self, middleware: Middleware, resolution: str) -> bool:
+        """For policy middlewares, after the ``yield``: leave this failed record out of ``batchItemFailures``
+        (see "Policy middlewares" in docs/writing-middleware.md). ``True`` when resolved; refused (``False``,
+        logged once per batch) for a middleware without ``policy = True``, a record that did not fail, or
+        one resolved already."""
+        chain = self.batch._chain
+        return chain is not None and bool(chain.resolve(self, middleware, resolution))
 
     @property
     def event_type(self) -> EventType:
@@ -300,6 +324,8 @@ class BatchSummary:
     """What ``on_batch_end`` gets: exact counts of the invocation's record outcomes."""
 
     __slots__ = (
+        "dead_lettered",
+        "dropped",
         "duration_ms",
         "error",
         "failed_ids",
@@ -314,6 +340,9 @@ class BatchSummary:
         self.successes = 0
         self.failures = 0
         self.skipped = 0
+        #: Failed records policies resolved (not in ``batchItemFailures``), counted in ``failures`` too.
+        self.dead_lettered = 0
+        self.dropped = 0
         #: Identifiers of records reported as failed because the handler raised (skips excluded).
         self.failed_ids: list[Any] = []
         self.duration_ms = 0.0
@@ -332,6 +361,11 @@ class BatchSummary:
     @property
     def total(self) -> int:
         return self.successes + self.failures + self.skipped
+
+    @property
+    def reported(self) -> int:
+        """Records in ``batchItemFailures``: failures and skips, minus what policies resolved."""
+        return self.failures + self.skipped - self.dead_lettered - self.dropped
 
     def __repr__(self) -> str:
         return (
@@ -352,6 +386,13 @@ class Middleware:
 
     #: Name used in logs and in configuration strings.
     name: ClassVar[str] = "custom"
+    #: A *policy* middleware (``retry_policy``, ``stop_on_failure``) may change outcomes: resolve failed
+    #: records (``RecordContext.resolve``). Telemetry middlewares leave it ``False`` and never change one.
+    policy: ClassVar[bool] = False
+
+    def check_event_type(self, event_type: EventType) -> None:
+        """Raise ``ConfigError`` if this middleware cannot serve records of ``event_type``. Called once,
+        when the processor is constructed (custom processors: at the first batch whose source it learns)."""
 
     def on_batch_start(self, batch: BatchContext) -> None:
         """Runs once per invocation, before the first record."""

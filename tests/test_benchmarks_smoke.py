@@ -23,6 +23,8 @@ VARIANTS = (
     "sentry",
     "logging",
     "timeout_guard",
+    "retry_policy_on",
+    "metrics_retry_policy",
     "all_on",
     "all_on_batch_span",
 )

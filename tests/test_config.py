@@ -11,7 +11,7 @@ import observed_batch as ob
 from observed_batch import _pyproject, config
 from observed_batch.testing import RecordingMiddleware, sqs_event
 
-VALID = "valid: metrics, tracing, sentry, logging, timeout_guard"
+VALID = "valid: metrics, tracing, sentry, logging, timeout_guard, stop_on_failure, retry_policy"
 
 
 @pytest.fixture
@@ -413,7 +413,9 @@ def test_middleware_package_exposes_builtins_lazily(dummy: None) -> None:
     assert sorted(builtins.__all__) == [
         "LoggingMiddleware",
         "MetricsMiddleware",
+        "RetryPolicyMiddleware",
         "SentryMiddleware",
+        "StopOnFailureMiddleware",
         "TimeoutGuardMiddleware",
         "TracingMiddleware",
     ]

@@ -64,11 +64,12 @@ class YieldsTwice(ob.Middleware):
 
 def _builtin_chain() -> list[Any]:
     """Every available built-in with a quiet backend (in-memory / no network), except timeout_guard,
-    which changes outcomes by design (fails records near the deadline)."""
+    which changes outcomes by design (fails records near the deadline), and the policies (likewise;
+    tests/test_policies_differential.py covers them)."""
     from observed_batch.config import available_builtins, builtin_class
 
     chain: list[Any] = []
-    for name in available_builtins():
+    for name in available_builtins(policies=False):
         if name == "timeout_guard":
             continue
         cls = builtin_class(name)

@@ -318,7 +318,7 @@ def test_unknown_middleware_names_are_reported_with_the_valid_ones() -> None:
     # THEN the bad name and the valid names are in the finding
     assert checks(findings) == ["unknown-middleware"]
     assert "'metric'" in findings[0].problem
-    assert "metrics, tracing, sentry, logging, timeout_guard" in findings[0].fix
+    assert "metrics, tracing, sentry, logging, timeout_guard, stop_on_failure, retry_policy" in findings[0].fix
 
 
 def test_a_middleware_listed_twice_is_reported() -> None:
@@ -608,3 +608,32 @@ def test_tracing_with_a_destination_is_clean(env: dict[str, str], layers: list[d
 
     # WHEN diagnosed THEN nothing is reported
     assert diagnose(Setup(function)) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "redrive", "flagged"),
+    [
+        ({"OBSERVED_BATCH_MIDDLEWARE": "metrics,retry_policy"}, None, True),
+        ({"OBSERVED_BATCH_MIDDLEWARE": "metrics,retry_policy"}, "default", False),
+        (
+            {"OBSERVED_BATCH_MIDDLEWARE": "retry_policy", "OBSERVED_BATCH_RETRY_POLICY_ON_NON_RETRYABLE": "drop"},
+            None,
+            False,
+        ),
+        (
+            {
+                "OBSERVED_BATCH_MIDDLEWARE": "retry_policy",
+                "OBSERVED_BATCH_RETRY_POLICY_DEAD_LETTER_QUEUE_URL": f"{QUEUE_URL}-dlq",
+            },
+            None,
+            False,
+        ),
+        ({"OBSERVED_BATCH_MIDDLEWARE": "metrics"}, None, False),
+    ],
+)
+def test_retry_policy_dead_lettering_needs_a_dlq(env: dict[str, str], redrive: Any, flagged: bool) -> None:
+    # GIVEN retry_policy (or not), its settings, and a queue with or without a redrive policy
+    findings = check_mapping(mapping(), function_config(env=env), queue(redrive=redrive))
+
+    # WHEN / THEN only dead_letter without any DLQ is reported
+    assert ("retry-policy-no-dlq" in {f.check for f in findings}) is flagged

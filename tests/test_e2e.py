@@ -46,7 +46,7 @@ DRAIN_TIMEOUT_S = 60.0
 DRAIN_MAX_POLLS = 2000
 
 
-AVAILABLE = available_builtins()
+AVAILABLE = available_builtins(policies=False)
 
 
 def needs(name: str) -> None:

@@ -11,7 +11,14 @@ from typing import Any
 
 from .kafka import check_kafka
 from .model import Finding, _middleware_names, _service, _source_name
-from .sqs import MAX_FIFO_BATCH_SIZE, MIN_SENSIBLE_RECEIVE_COUNT, MIN_VISIBILITY_FACTOR, check_concurrency, check_queue
+from .sqs import (
+    MAX_FIFO_BATCH_SIZE,
+    MIN_SENSIBLE_RECEIVE_COUNT,
+    MIN_VISIBILITY_FACTOR,
+    check_concurrency,
+    check_queue,
+    check_retry_policy,
+)
 from .streams import check_stream
 
 __all__ = ["MAX_FIFO_BATCH_SIZE", "MIN_SENSIBLE_RECEIVE_COUNT", "MIN_VISIBILITY_FACTOR", "check_mapping", "source_of"]
@@ -93,6 +100,7 @@ def check_mapping(
     if service == "sqs":
         findings.extend(check_concurrency(mapping, resource, reserved_concurrency))
         findings.extend(check_queue(arn, queue, uuid, resource, timeout_s, batch_size, window_s, p99_ms))
+        findings.extend(check_retry_policy(function, queue, function_name))
     elif service in _STREAM_SOURCES:
         findings.extend(check_stream(mapping, resource, update_esm))
     elif service == "kafka":

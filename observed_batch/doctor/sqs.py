@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .model import Finding, _int, _json, _source_name
+from .model import Finding, _int, _json, _middleware_names, _source_name
 
 __all__ = [
     "MAX_FIFO_BATCH_SIZE",
@@ -14,6 +14,7 @@ __all__ = [
     "MIN_VISIBILITY_FACTOR",
     "check_concurrency",
     "check_queue",
+    "check_retry_policy",
 ]
 
 #: AWS: "set the source queue's visibility timeout to at least six times the timeout of your function".
@@ -156,3 +157,32 @@ def check_queue(
             )
         )
     return findings
+
+
+def check_retry_policy(
+    function: Mapping[str, Any], queue: Mapping[str, Any] | None, function_name: str
+) -> list[Finding]:
+    """``retry_policy`` dead-letters into the queue's redrive target: without one (and no explicit URL)
+    every non-retryable record stays a failure, retried until SQS's retention ends."""
+    environ: Mapping[str, str] = (function.get("Environment") or {}).get("Variables") or {}
+    if queue is None or "retry_policy" not in _middleware_names(function):
+        return []
+    if environ.get("OBSERVED_BATCH_RETRY_POLICY_ON_NON_RETRYABLE", "dead_letter").strip() != "dead_letter":
+        return []
+    if environ.get("OBSERVED_BATCH_RETRY_POLICY_DEAD_LETTER_QUEUE_URL", "").strip():
+        return []
+    if _json((queue.get("Attributes") or {}).get("RedrivePolicy")).get("deadLetterTargetArn"):
+        return []
+    name = _source_name(str((queue.get("Attributes") or {}).get("QueueArn") or queue.get("QueueUrl") or "?"))
+    return [
+        Finding(
+            "retry-policy-no-dlq",
+            f"function {function_name}",
+            f"retry_policy dead-letters non-retryable records, but queue {name} has no redrive policy and"
+            " OBSERVED_BATCH_RETRY_POLICY_DEAD_LETTER_QUEUE_URL is not set: those records stay failures and"
+            " are retried until the retention period ends",
+            "give the queue a RedrivePolicy (see no-dlq), or set OBSERVED_BATCH_RETRY_POLICY_DEAD_LETTER_QUEUE_URL,"
+            " or OBSERVED_BATCH_RETRY_POLICY_ON_NON_RETRYABLE=drop",
+            why="a non-retryable record would otherwise be retried until SQS's retention ends",
+        )
+    ]
