@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from observed_batch import plugins
 from observed_batch._pyproject import pyproject_section
 from observed_batch.errors import ConfigError, MissingBackendError
 from observed_batch.redaction import ENV_REDACT_PATTERNS
@@ -131,7 +132,7 @@ def build_middlewares(
         raise ConfigError(f"{source} must be a list of middleware names or instances, got {middleware!r}")
     code_options = config.options if config is not None else {}
     for name in code_options:
-        if name not in BUILTINS:
+        if name not in BUILTINS and name not in plugins.installed():
             raise ConfigError(f"unknown middleware {name!r} in Config.options; valid: {_VALID}")
     _check_names(middleware, environ, pyproject)
 
@@ -139,8 +140,9 @@ def build_middlewares(
     seen: set[str] = set()
     for item in middleware:
         if isinstance(item, str):
-            if item not in BUILTINS:
-                raise ConfigError(f"unknown middleware {item!r} in {source}; valid: {_VALID}")
+            if item not in BUILTINS and item not in plugins.installed():
+                valid = ", ".join([*BUILTINS, *sorted(plugins.installed())])
+                raise ConfigError(f"unknown middleware {item!r} in {source}; valid: {valid}")
             if item in seen:
                 raise ConfigError(f"middleware {item!r} is listed twice in {source}")
             seen.add(item)
@@ -159,7 +161,7 @@ def _check_names(middleware: Sequence[Any], environ: Mapping[str, str], pyprojec
     owned = {str(owner) for item in middleware if not isinstance(item, str) and (owner := getattr(item, "name", None))}
     check_environment(environ, enabled, owned)
     for table in pyproject:
-        if table != "middleware" and table not in BUILTINS and table not in owned:
+        if table != "middleware" and table not in BUILTINS and table not in owned and table not in plugins.installed():
             closest = _closest(table, BUILTINS)
             hint = f" (did you mean [tool.observed_batch.{closest}]?)" if closest else ""
             raise ConfigError(f"unknown table [tool.observed_batch.{table}]{hint}; valid: {_VALID}")
@@ -177,7 +179,8 @@ def check_environment(environ: Mapping[str, str], enabled: Collection[str] = (),
             continue
         builtin = next((name for prefix, name in prefixes if variable.startswith(prefix)), None)
         if builtin is None:
-            if any(variable.startswith(f"{_ENV_PREFIX}{name.upper()}_") for name in owned):
+            # A plugin's variables: checked when it is enabled (its constructor is only read by importing it).
+            if any(variable.startswith(f"{_ENV_PREFIX}{name.upper()}_") for name in (*owned, *plugins.installed())):
                 continue
             raise _unknown_variable(variable, owned)
         if builtin in enabled:
@@ -300,7 +303,8 @@ def _importable(package: str) -> bool:
 def _instantiate(
     name: str, pyproject: Mapping[str, Any], environ: Mapping[str, str], code: Mapping[str, Any]
 ) -> Middleware:
-    cls = builtin_class(name)
+    cls = builtin_class(name) if name in BUILTINS else plugins.plugin_class(name)
+    assert cls is not None  # a known name: checked by the caller
     kinds = option_kinds(cls)
     valid = ", ".join(sorted(kinds)) or "(none)"
     options: dict[str, Any] = {}
