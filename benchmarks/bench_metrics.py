@@ -37,7 +37,8 @@ from observed_batch import (
     sources,
 )
 from observed_batch.emf import distribution, document
-from observed_batch.middleware.metrics import METRICS, MetricsMiddleware
+from observed_batch.metric_schema import METRICS
+from observed_batch.middleware.metrics import MetricsMiddleware
 from observed_batch.testing import FakeLambdaContext, RecordingMiddleware, sqs_record
 
 SCHEMA = Path(__file__).resolve().parent.parent / "tests" / "emf_schema.json"

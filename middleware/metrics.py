@@ -24,49 +24,17 @@ from observed_batch.config import parse_bool
 from observed_batch.errors import ConfigError
 from observed_batch.metric_schema import (
     BACKEND_DIMENSION,
-    BATCH_SIZE,
     DEFAULT_DIMENSION_SETS,
     DEFAULT_NAMESPACE,
     DEFAULT_SERVICE,
     METRICS,
-    OTEL_BACKEND,
-    RECORD_AGE,
-    RECORD_FAILURES,
-    RECORD_PROCESSING_TIME,
-    RECORD_SUCCESSES,
-    RECORDS_SKIPPED,
-    SENTRY_BACKEND,
     SERVICE_DIMENSION,
-    TELEMETRY_BACKENDS,
     TELEMETRY_DIMENSION_SETS,
-    TELEMETRY_DROPPED,
     TELEMETRY_METRICS,
-    MetricDefinition,
 )
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
-__all__ = [
-    "BACKEND_DIMENSION",
-    "BATCH_SIZE",
-    "DEFAULT_DIMENSION_SETS",
-    "DEFAULT_NAMESPACE",
-    "DEFAULT_SERVICE",
-    "METRICS",
-    "OTEL_BACKEND",
-    "RECORDS_SKIPPED",
-    "RECORD_AGE",
-    "RECORD_FAILURES",
-    "RECORD_PROCESSING_TIME",
-    "RECORD_SUCCESSES",
-    "SENTRY_BACKEND",
-    "SERVICE_DIMENSION",
-    "TELEMETRY_BACKENDS",
-    "TELEMETRY_DIMENSION_SETS",
-    "TELEMETRY_DROPPED",
-    "TELEMETRY_METRICS",
-    "MetricDefinition",
-    "MetricsMiddleware",
-]
+__all__ = ["MetricsMiddleware"]
 
 
 _DESTINATION_TOKENS = frozenset({"destination", "queue", "stream", "table", "topic"})

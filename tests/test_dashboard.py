@@ -31,14 +31,14 @@ from observed_batch.dashboards import (
     render,
     render_alarms,
 )
-from observed_batch.middleware import MetricsMiddleware
-from observed_batch.middleware.metrics import (
+from observed_batch.metric_schema import (
     DEFAULT_DIMENSION_SETS,
     METRICS,
     TELEMETRY_BACKENDS,
     TELEMETRY_DIMENSION_SETS,
     TELEMETRY_METRICS,
 )
+from observed_batch.middleware import MetricsMiddleware
 from observed_batch.testing import FakeLambdaContext, sqs_fifo_event
 
 WIDGET_TYPES = {"metric", "text", "log", "alarm", "explorer"}

@@ -29,8 +29,8 @@ from observed_batch import (
     process_partial_response,
 )
 from observed_batch.emf import MAX_DOCUMENT_BYTES
+from observed_batch.metric_schema import METRICS
 from observed_batch.middleware import MetricsMiddleware
-from observed_batch.middleware.metrics import METRICS
 from observed_batch.testing import (
     FakeLambdaContext,
     dynamodb_event,
