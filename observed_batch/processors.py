@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor as _PtBatchProc
 from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor as _PtSqsFifoPartialProcessor
 
-from observed_batch import sources
+from observed_batch import _compat, sources
 from observed_batch.chain import Chain, release_resolved, tally
 from observed_batch.config import Config, build_middlewares
 from observed_batch.redaction import Redaction
@@ -39,7 +39,7 @@ __all__ = ["AsyncBatchProcessor", "BatchProcessor", "SqsFifoPartialProcessor"]
 _CURRENT: ContextVar[RecordContext | None] = ContextVar("observed_batch_record", default=None)
 
 
-_HOOKED_METHODS = ("_prepare", "_clean", "_process_record", "_async_process_record", "failure_handler")
+_HOOKED_METHODS = (*_compat.PROCESSOR_HOOKS, "failure_handler")
 
 
 class _Observed:
@@ -113,13 +113,9 @@ class _Observed:
     # -- record -------------------------------------------------------------------------------
     def _ob_report_skip(self, record: dict[str, Any], context: RecordContext) -> Any:
         """A middleware raised FailRecord: report the record failed, as Powertools' FIFO breaker does."""
-        if hasattr(self, "_current_group_id"):
-            # SqsFifoPartialProcessor attributes failures to the group of the record being processed.
-            setattr(self, "_current_group_id", sources.fifo_group(record))  # noqa: B010
-        try:
-            data = self._to_batch_type(record, self.event_type, self.model)  # type: ignore[attr-defined]
-        except Exception:
-            data = self._to_batch_type(record, self.event_type)  # type: ignore[attr-defined]
+        # SqsFifoPartialProcessor attributes failures to the group of the record being processed.
+        _compat.set_fifo_group(self, sources.fifo_group(record))
+        data = _compat.to_batch_type(self, record, self.event_type)
         exc_info = context.exc_info
         # chain.enter kept the FailRecord's sys.exc_info()
         assert exc_info is not None

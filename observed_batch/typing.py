@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from aws_lambda_powertools.utilities.batch import EventType
 
-from observed_batch import sources
+from observed_batch import _compat, sources
 from observed_batch.redaction import DEFAULT as DEFAULT_REDACTION
 from observed_batch.redaction import Redaction
 from observed_batch.summary import BatchSummary
@@ -309,15 +309,7 @@ class RecordContext:
         A custom processor built on ``BasePartialProcessor`` has no conversion: its records are the raw dicts.
         """
         if self._parsed is None:
-            processor = self.batch.processor
-            # Powertools-private conversion, the one its own processors use (BasePartialBatchProcessor only).
-            to_batch_type = getattr(processor, "_to_batch_type", None)
-            if to_batch_type is None:
-                return self.raw
-            try:
-                self._parsed = to_batch_type(self.raw, self.batch.event_type, getattr(processor, "model", None))
-            except Exception:
-                self._parsed = to_batch_type(self.raw, self.batch.event_type)
+            self._parsed = _compat.to_batch_type(self.batch.processor, self.raw, self.batch.event_type)
         return self._parsed
 
 
