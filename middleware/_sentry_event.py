@@ -3,13 +3,12 @@ pydantic errors without their input values, the opt-in body, and the redaction o
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from observed_batch.redaction import Redaction, validation_message
+from observed_batch.sources import body_text
 from observed_batch.typing import BatchContext, RecordContext
 
 if TYPE_CHECKING:
@@ -133,33 +132,8 @@ def redact_validation_errors(event: Event, exception: BaseException) -> dict[str
 
 # -- bodies (opt-in) --------------------------------------------------------------------------------
 def record_body(record: RecordContext) -> str | None:
-    """The producer's payload as text: SQS body, decoded Kinesis data / Kafka value, DynamoDB images."""
-    raw = record.raw
-    system = record.batch.messaging_system
-    if system == "aws_sqs":
-        body = _field(raw, "body")
-        return body if isinstance(body, str) else None
-    if system == "aws_kinesis":
-        return _decode(_field(_field(raw, "kinesis"), "data"))
-    if system == "kafka":
-        return _decode(_field(raw, "value"))
-    stream = _field(raw, "dynamodb")
-    images = {key: _field(stream, key) for key in ("Keys", "NewImage", "OldImage")}
-    present = {key: image for key, image in images.items() if image is not None}
-    return json.dumps(present, default=str) if present else None
-
-
-def _field(mapping: Any, key: str) -> Any:
-    return mapping.get(key) if isinstance(mapping, Mapping) else None
-
-
-def _decode(data: Any) -> str | None:
-    if not isinstance(data, str):
-        return None
-    try:
-        return base64.b64decode(data, validate=True).decode("utf-8", "replace")
-    except ValueError:  # not base64 (binascii.Error is a ValueError): the text as it came
-        return data
+    """The producer's payload as text (``observed_batch.sources.body_text``: one rule per source)."""
+    return body_text(record.batch.event_type, record.raw)
 
 
 def bounded_body(body: str, max_bytes: int) -> Any:

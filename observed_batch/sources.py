@@ -8,6 +8,7 @@ each source spells them differently. They are read from the raw record dict, nev
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from aws_lambda_powertools.utilities.batch import EventType
 __all__ = [
     "DESTINATION_KINDS",
     "MESSAGING_SYSTEMS",
+    "body_text",
     "destination_from_arn",
     "event_source_arn",
     "event_type_of",
@@ -185,3 +187,25 @@ def sqs_message_attributes(raw: Any) -> dict[str, dict[str, Any]]:
             except ValueError:
                 continue
     return converted
+
+
+def body_text(event_type: EventType, raw: Any) -> str | None:
+    """The producer's payload as text, one rule per source: the SQS ``body``; the Kinesis ``data`` and the
+    Kafka ``value`` base64-decoded (as they came when they are not base64); for DynamoDB the item as it is
+    after the change, ``NewImage`` (``Keys`` for a removal, which has none), as compact JSON."""
+    if event_type is EventType.SQS:
+        body = _get(raw, "body")
+        return body if isinstance(body, str) else None
+    if event_type is EventType.DynamoDBStreams:
+        change = _get(raw, "dynamodb")
+        image = _get(change, "NewImage")
+        if image is None:
+            image = _get(change, "Keys")
+        return json.dumps(image, separators=(",", ":"), default=str) if image is not None else None
+    data = _get(_get(raw, "kinesis"), "data") if event_type is EventType.KinesisDataStreams else _get(raw, "value")
+    if not isinstance(data, str):
+        return None
+    try:
+        return base64.b64decode(data, validate=True).decode("utf-8", "replace")
+    except ValueError:  # not base64 (binascii.Error is a ValueError): the text as it came
+        return data

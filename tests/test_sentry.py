@@ -518,8 +518,8 @@ def _kinesis_without_payload() -> dict[str, Any]:
         (ob.EventType.Kafka, kafka_event(1, value={"paid": True}), {"paid": True}),
         (
             ob.EventType.DynamoDBStreams,
-            {"Records": [dynamodb_record(0, new_image={"pk": {"S": "order-0"}})]},
-            {"Keys": {"pk": {"S": "order-0"}}, "NewImage": {"pk": {"S": "order-0"}}},
+            {"Records": [dynamodb_record(0, new_image={"pk": {"S": "order-0"}, "total": {"N": "5"}})]},
+            {"pk": {"S": "order-0"}, "total": {"N": "5"}},  # the NewImage: one rule for every middleware
         ),
         (ob.EventType.DynamoDBStreams, _dynamodb_without_images(), None),
         (ob.EventType.SQS, _sqs_without_body(), None),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.batch import EventType
 
 import observed_batch as ob
 from observed_batch import sources
@@ -150,3 +152,25 @@ def test_async_fail_record_is_reported_without_calling_the_handler() -> None:
         "guard",
         "too late",
     )
+
+
+# -- body_text: one rule per source, for every middleware that exports a body ---------------------------
+def test_body_text_is_the_sqs_body() -> None:
+    assert sources.body_text(EventType.SQS, {"body": "hello"}) == "hello"
+    assert sources.body_text(EventType.SQS, {"body": None}) is None
+
+
+def test_body_text_decodes_kinesis_and_kafka_payloads_and_keeps_non_base64_text() -> None:
+    encoded = base64.b64encode(b'{"clicks": 3}').decode()
+    assert sources.body_text(EventType.KinesisDataStreams, {"kinesis": {"data": encoded}}) == '{"clicks": 3}'
+    assert sources.body_text(EventType.KinesisDataStreams, {"kinesis": {"data": "not base64!"}}) == "not base64!"
+    assert sources.body_text(EventType.Kafka, {"value": encoded}) == '{"clicks": 3}'
+    assert sources.body_text(EventType.Kafka, {}) is None
+
+
+def test_body_text_of_a_dynamodb_change_is_the_new_image_or_the_keys_of_a_removal() -> None:
+    change = {"Keys": {"pk": {"S": "o1"}}, "NewImage": {"pk": {"S": "o1"}, "n": {"N": "2"}}}
+    assert sources.body_text(EventType.DynamoDBStreams, {"dynamodb": change}) == '{"pk":{"S":"o1"},"n":{"N":"2"}}'
+    removal = {"Keys": {"pk": {"S": "o1"}}, "OldImage": {"pk": {"S": "o1"}}}
+    assert sources.body_text(EventType.DynamoDBStreams, {"dynamodb": removal}) == '{"pk":{"S":"o1"}}'
+    assert sources.body_text(EventType.DynamoDBStreams, {"dynamodb": {}}) is None
