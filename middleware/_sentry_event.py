@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from observed_batch.redaction import Redaction, validation_message
-from observed_batch.sources import body_text
+from observed_batch.sources import EVENT_SOURCES, body_text
 from observed_batch.typing import BatchContext, RecordContext
 
 if TYPE_CHECKING:
@@ -25,13 +25,6 @@ __all__ = [
     "redact_validation_errors",
 ]
 
-#: ``eventSource`` as Lambda spells it, by ``BatchContext.messaging_system`` (same values as the logs).
-_EVENT_SOURCES = {
-    "aws_sqs": "aws:sqs",
-    "aws_kinesis": "aws:kinesis",
-    "aws_dynamodb": "aws:dynamodb",
-    "kafka": "aws:kafka",
-}
 _MODE_TAG = "observed_batch.mode"
 #: Bounds on what a validation context carries (Sentry's databags cut lists at 10 anyway).
 _MAX_VALIDATION_ERRORS = 10
@@ -41,7 +34,7 @@ _MAX_CHAIN = 10
 # -- what an event says about a record ----------------------------------------------------------------
 def batch_tags(batch: BatchContext, destination: str | None) -> dict[str, str]:
     tags = {
-        "event_source": _EVENT_SOURCES[batch.messaging_system],
+        "event_source": EVENT_SOURCES[batch.event_type],
         _MODE_TAG: "async" if batch.is_async else "sync",
     }
     if destination:
@@ -52,7 +45,7 @@ def batch_tags(batch: BatchContext, destination: str | None) -> dict[str, str]:
 def record_tags(record: RecordContext, trace_ids: tuple[str, str] | None) -> dict[str, str]:
     batch = record.batch
     tags = {
-        "event_source": _EVENT_SOURCES[batch.messaging_system],
+        "event_source": EVENT_SOURCES[batch.event_type],
         _MODE_TAG: "async" if batch.is_async else "sync",
     }
     optional = {
@@ -74,7 +67,7 @@ def record_context(record: RecordContext) -> dict[str, Any]:
     context = {
         "index": record.index,
         "message_id": record.message_id,
-        "event_source": _EVENT_SOURCES[batch.messaging_system],
+        "event_source": EVENT_SOURCES[batch.event_type],
         "destination_kind": batch.destination_kind,
         "destination": record.destination,
         "event_source_arn": batch.event_source_arn,

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.batch import EventType
 
 __all__ = [
     "DESTINATION_KINDS",
+    "EVENT_SOURCES",
     "MESSAGING_SYSTEMS",
     "body_text",
     "destination_from_arn",
@@ -44,9 +45,16 @@ DESTINATION_KINDS: dict[Any, str] = {
     EventType.KinesisDataStreams: "stream",
     EventType.DynamoDBStreams: "table",
 }
+#: ``eventSource`` as Lambda spells it per event type (the ``event_source`` log field and Sentry tag).
+EVENT_SOURCES: dict[Any, str] = {
+    EventType.SQS: "aws:sqs",
+    EventType.KinesisDataStreams: "aws:kinesis",
+    EventType.DynamoDBStreams: "aws:dynamodb",
+}
 if _KAFKA is not None:  # pragma: no branch - every supported Powertools has it
     MESSAGING_SYSTEMS[_KAFKA] = "kafka"
     DESTINATION_KINDS[_KAFKA] = "topic"
+    EVENT_SOURCES[_KAFKA] = "aws:kafka"
 
 
 def _get(mapping: Any, key: str) -> Any:
