@@ -37,6 +37,7 @@ __all__ = [
     "Config",
     "available_builtins",
     "build_middlewares",
+    "require_backend",
 ]
 
 ENV_MIDDLEWARE = "OBSERVED_BATCH_MIDDLEWARE"
@@ -52,16 +53,34 @@ _ENV_PREFIX = "OBSERVED_BATCH_"
 class _Builtin:
     module: str
     cls: str
-    backend: str | None  # importable package the middleware needs
+    backend: str | None  # importable package the middleware needs (with its default backend)
     extra: str | None  # the pip extra that installs it
+    #: The other values of the middleware's ``backend`` option: package needed and extra installing it.
+    alternatives: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
+    default_backend: str | None = None  # the ``backend`` option's default, when it has one
 
 
 #: Built-in middlewares, in their recommended order (outermost first).
 BUILTINS: dict[str, _Builtin] = {
     "metrics": _Builtin("observed_batch.middleware.metrics", "MetricsMiddleware", None, None),
-    "tracing": _Builtin("observed_batch.middleware.tracing", "TracingMiddleware", "opentelemetry.sdk", "tracing"),
+    "tracing": _Builtin(
+        "observed_batch.middleware.tracing",
+        "TracingMiddleware",
+        "opentelemetry.sdk",
+        "tracing",
+        {"xray": ("aws_xray_sdk", "xray")},
+        "otel",
+    ),
     "sentry": _Builtin("observed_batch.middleware.sentry", "SentryMiddleware", "sentry_sdk", "sentry"),
-    "logging": _Builtin("observed_batch.middleware.logging", "LoggingMiddleware", "structlog", "logging"),
+    "logging": _Builtin(
+        "observed_batch.middleware.logging",
+        "LoggingMiddleware",
+        "structlog",
+        "logging",
+        # Powertools is the core dependency: nothing to install.
+        {"powertools": ("aws_lambda_powertools.logging", None)},
+        "structlog",
+    ),
     "timeout_guard": _Builtin("observed_batch.middleware.timeout_guard", "TimeoutGuardMiddleware", None, None),
 }
 _VALID = ", ".join(BUILTINS)
@@ -253,11 +272,25 @@ def _is_middleware(item: object) -> bool:
     )
 
 
-def builtin_class(name: str) -> type[Middleware]:
-    """Import a built-in middleware class, with a clear error if it or its backend is missing."""
+def require_backend(name: str, backend: str | None = None) -> None:
+    """Raise ``MissingBackendError`` (naming the extra to install) when the package that built-in ``name``
+    needs with ``backend`` (``None``: its default backend) cannot be imported. Constructors call it, so a
+    middleware built in code fails as clearly as one enabled by name."""
     spec = BUILTINS[name]
-    if spec.backend is not None and spec.extra is not None and not _importable(spec.backend):
-        raise MissingBackendError(name, spec.backend.split(".")[0], spec.extra)
+    package, extra = spec.backend, spec.extra
+    if backend is not None and backend != spec.default_backend and backend in spec.alternatives:
+        package, extra = spec.alternatives[backend]
+    if package is not None and extra is not None and not _importable(package):
+        raise MissingBackendError(name, package.split(".")[0], extra)
+
+
+def builtin_class(name: str, backend: str | None = None, *, check_backend: bool = True) -> type[Middleware]:
+    """Import a built-in middleware class, with a clear error if it or the package of its ``backend``
+    (``None``: the default one) is missing. ``check_backend=False`` only imports the class: its module
+    imports no backend, each backend is imported by the constructor that selects it."""
+    spec = BUILTINS[name]
+    if check_backend:
+        require_backend(name, backend)
     try:
         module = importlib.import_module(spec.module)
     except ModuleNotFoundError as exc:
@@ -290,7 +323,12 @@ def _importable(package: str) -> bool:
 def _instantiate(
     name: str, pyproject: Mapping[str, Any], environ: Mapping[str, str], code: Mapping[str, Any]
 ) -> Middleware:
-    cls = builtin_class(name)
+    # The package the chosen backend needs is checked before anything is imported (modules of built-ins
+    # with an optional backend import none; the others import theirs at the top).
+    prefix = f"{_ENV_PREFIX}{name.upper()}_"
+    backend = code.get("backend", environ.get(f"{prefix}BACKEND", pyproject.get("backend")))
+    require_backend(name, backend.strip() if isinstance(backend, str) else None)
+    cls = builtin_class(name, check_backend=False)
     kinds = option_kinds(cls)
     valid = ", ".join(sorted(kinds)) or "(none)"
     options: dict[str, Any] = {}
@@ -298,7 +336,6 @@ def _instantiate(
         if option not in kinds:
             raise ConfigError(f"unknown option {option!r} in [tool.observed_batch.{name}]; valid: {valid}")
         options[option] = _check_value(value, kinds[option], f"[tool.observed_batch.{name}] {option}")
-    prefix = f"{_ENV_PREFIX}{name.upper()}_"
     for variable, raw in environ.items():
         if not variable.startswith(prefix):
             continue

@@ -507,7 +507,7 @@ def test_binding_falls_back_to_structlogs_public_functions() -> None:
     # GIVEN a structlog whose contextvars could not be located directly
     capture = capture_user_structlog()
     middleware = LoggingMiddleware()
-    middleware._variables = None
+    middleware._backend.variables = None
 
     def handler(record: Any) -> None:
         structlog.get_logger().info("handled")
@@ -524,7 +524,7 @@ def test_a_hook_closed_in_another_context_does_not_raise(portable: bool) -> None
     # GIVEN a record hook entered in one context (as an async task does) and never resumed
     middleware = LoggingMiddleware(logger=structlog.wrap_logger(CapturingLogger(), processors=[]))
     if portable:
-        middleware._variables = None
+        middleware._backend.variables = None
     batch = BatchContext(EventType.SQS, sqs_event(1)["Records"])
     middleware.on_batch_start(batch)
     hook = middleware.wrap_record(RecordContext(batch, batch.records[0], 0))

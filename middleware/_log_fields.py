@@ -1,0 +1,137 @@
+"""What ``logging`` writes, whichever logger writes it: the record context fields and their helpers.
+
+Both backends (structlog, Powertools ``Logger``) use these, so their lines carry the same field names
+(the dashboard's Logs Insights queries work for both).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from typing import Any
+
+from observed_batch.typing import RecordContext
+
+__all__ = [
+    "CONTEXT_KEYS",
+    "EVENT_SOURCES",
+    "BatchState",
+    "body_text",
+    "fields",
+    "identifier_text",
+    "receive_count_of",
+    "trace_ids",
+    "truncate",
+    "truncate_bytes",
+]
+
+#: ``eventSource`` as Lambda spells it, by ``BatchContext.messaging_system``.
+EVENT_SOURCES = {
+    "aws_sqs": "aws:sqs",
+    "aws_kinesis": "aws:kinesis",
+    "aws_dynamodb": "aws:dynamodb",
+    "kafka": "aws:kafka",
+}
+#: Per-record context keys, bound while the record runs (the last four only when known).
+CONTEXT_KEYS = (
+    "message_id",
+    "event_source",
+    "destination",
+    "index",
+    "receive_count",
+    "fifo_group",
+    "trace_id",
+    "span_id",
+)
+_TRUNCATED = "...[truncated]"
+
+
+class BatchState:
+    """Per-invocation state of one ``logging`` instance, in ``batch.scratch[middleware]``."""
+
+    __slots__ = ("destination", "event_source", "is_sqs", "logger")
+
+    def __init__(self, logger: Any, event_source: str | None, destination: str | None, is_sqs: bool) -> None:
+        self.logger = logger
+        self.event_source = event_source
+        self.destination = destination
+        self.is_sqs = is_sqs
+
+
+def truncate(text: str, limit: int, keep_tail: bool = False) -> str:
+    if len(text) <= limit:
+        return text
+    if keep_tail:  # a traceback's last frames and the exception line matter most
+        return _TRUNCATED + text[len(text) - limit :]
+    return text[:limit] + _TRUNCATED
+
+
+def truncate_bytes(text: str, limit: int) -> str:
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode("utf-8", errors="ignore") + _TRUNCATED
+
+
+def body_text(record: RecordContext) -> str | None:
+    """The record payload as text: SQS body, decoded Kinesis data / Kafka value, DynamoDB NewImage."""
+    raw = record.raw
+    system = record.batch.messaging_system
+    if system == "aws_sqs":
+        body = raw.get("body")
+        return body if isinstance(body, str) else None
+    if system == "aws_dynamodb":
+        image = (raw.get("dynamodb") or {}).get("NewImage")
+        return json.dumps(image, separators=(",", ":"), default=str) if image is not None else None
+    data = (raw.get("kinesis") or {}).get("data") if system == "aws_kinesis" else raw.get("value")
+    if not isinstance(data, str):
+        return None
+    try:
+        return base64.b64decode(data, validate=True).decode("utf-8", errors="replace")
+    except ValueError:
+        return data
+
+
+def identifier_text(identifier: Any) -> str:
+    if isinstance(identifier, dict):  # Kafka, as RecordContext.message_id spells it
+        return f"{identifier.get('partition')}@{identifier.get('offset')}"
+    return str(identifier)
+
+
+def trace_ids() -> tuple[str, str] | None:
+    """The current OTel span's W3C ids, if OTel is loaded at all (importing it is not our call)."""
+    otel_trace: Any = sys.modules.get("opentelemetry.trace")
+    if otel_trace is None:
+        return None
+    context = otel_trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def receive_count_of(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def fields(record: RecordContext, event_source: str | None) -> dict[str, Any]:
+    """The record's context fields, through the generic accessors (lines and the portable path)."""
+    found: dict[str, Any] = {
+        "message_id": record.message_id,
+        "event_source": event_source,
+        "destination": record.destination,
+        "index": record.index,
+    }
+    receive_count = record.receive_count
+    if receive_count is not None:
+        found["receive_count"] = receive_count
+    fifo_group = record.fifo_group
+    if fifo_group is not None:
+        found["fifo_group"] = fifo_group
+    trace = trace_ids()
+    if trace is not None:
+        found["trace_id"], found["span_id"] = trace
+    return found
