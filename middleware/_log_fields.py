@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any
 
+from observed_batch.sources import EVENT_SOURCES
 from observed_batch.typing import RecordContext
 
 __all__ = [
@@ -26,13 +27,6 @@ __all__ = [
     "truncate_bytes",
 ]
 
-#: ``eventSource`` as Lambda spells it, by ``BatchContext.messaging_system``.
-EVENT_SOURCES = {
-    "aws_sqs": "aws:sqs",
-    "aws_kinesis": "aws:kinesis",
-    "aws_dynamodb": "aws:dynamodb",
-    "kafka": "aws:kafka",
-}
 #: Per-record context keys, bound while the record runs (the last four only when known).
 CONTEXT_KEYS = (
     "message_id",

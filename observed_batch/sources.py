@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.batch import EventType
 
 __all__ = [
     "DESTINATION_KINDS",
+    "EVENT_SOURCES",
     "MESSAGING_SYSTEMS",
     "destination_from_arn",
     "event_source_arn",
@@ -38,6 +39,13 @@ DESTINATION_KINDS: dict[Any, str] = {
     EventType.SQS: "queue",
     EventType.KinesisDataStreams: "stream",
     EventType.DynamoDBStreams: "table",
+}
+#: ``eventSource`` as Lambda spells it, by ``messaging.system`` (log field, X-Ray annotation).
+EVENT_SOURCES: dict[str, str] = {
+    "aws_sqs": "aws:sqs",
+    "aws_kinesis": "aws:kinesis",
+    "aws_dynamodb": "aws:dynamodb",
+    "kafka": "aws:kafka",
 }
 if _KAFKA is not None:  # pragma: no branch - every supported Powertools has it
     MESSAGING_SYSTEMS[_KAFKA] = "kafka"
