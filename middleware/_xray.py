@@ -185,8 +185,11 @@ class XrayTracing:
     def _end(self, state: _BatchState, subsegment: Subsegment, current: bool) -> None:
         """Close the subsegment and send it on its own (see the module docstring)."""
         recorder = state.recorder
-        if current and recorder.context.get_trace_entity() is subsegment:
-            recorder.end_subsegment()  # closes and pops it; the SDK may have streamed it already
+        context = recorder.context
+        # Each context lookup re-reads the Lambda trace header: the fewer, the cheaper (the SDK's own
+        # end_subsegment takes three, and a streaming pass that sending it ourselves makes moot).
+        if current and context.get_trace_entity() is subsegment:
+            context.end_subsegment()  # closes and pops it
         elif subsegment.in_progress:
             subsegment.close()
         parent = state.parent

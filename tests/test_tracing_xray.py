@@ -33,8 +33,12 @@ PRODUCER_HEADER = "Root=1-6759e988-bd862e3fe1be46a994272794;Parent=53995c3f42cd8
 
 @pytest.fixture
 def receiver() -> Iterator[XrayReceiver]:
+    # A Powertools Tracer built outside Lambda (docs examples) disables the SDK process-wide.
+    enabled = global_sdk_config.sdk_enabled()
+    global_sdk_config.set_sdk_enabled(True)
     with XrayReceiver() as running:
         yield running
+    global_sdk_config.set_sdk_enabled(enabled)
 
 
 @pytest.fixture
