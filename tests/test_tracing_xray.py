@@ -270,7 +270,9 @@ def test_a_powertools_tracer_is_accepted_as_the_recorder(receiver: XrayReceiver)
     # GIVEN a Powertools Tracer (its provider is the SDK's global recorder)
     from aws_lambda_powertools import Tracer
 
+    Tracer._reset_config()  # Tracers share class-level configuration (an earlier Tracer() disabled it)
     tracer = Tracer(service="orders", disabled=False, auto_patch=False)
+    global_sdk_config.set_sdk_enabled(True)
     provider = tracer.provider
     previous = provider.emitter._ip, provider.emitter._port
     provider.configure(daemon_address=receiver.address, sampling=False)
