@@ -16,7 +16,6 @@ import importlib
 import importlib.util
 import inspect
 import os
-import re
 import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from observed_batch._option_values import check_value as _check_value
+from observed_batch._option_values import coerce as _coerce
+from observed_batch._option_values import kinds as _kinds
+from observed_batch._option_values import parse_bool as parse_bool
 from observed_batch._pyproject import pyproject_section
 from observed_batch.errors import ConfigError, MissingBackendError
 from observed_batch.redaction import ENV_REDACT_PATTERNS
@@ -84,8 +87,6 @@ BUILTINS: dict[str, _Builtin] = {
     "timeout_guard": _Builtin("observed_batch.middleware.timeout_guard", "TimeoutGuardMiddleware", None, None),
 }
 _VALID = ", ".join(BUILTINS)
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 @dataclass(frozen=True)
@@ -103,15 +104,6 @@ class Config:
     disabled: bool = False
     redact: Callable[[str], str] | None = None
     redact_patterns: Sequence[str] | None = None
-
-
-def parse_bool(value: str, variable: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigError(f"{variable}={value!r} is not a boolean; use true or false")
 
 
 def is_disabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -359,10 +351,6 @@ def _constructor_parameters(cls: type) -> set[str]:
     return {p.name for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY}
 
 
-_SCALAR = re.compile(r"^(?:Optional\[)?(int|float|bool|str)\]?(?:\s*\|\s*None)?$")
-_LITERAL = re.compile(r"^Literal\[(.+)\]$")
-
-
 def option_kinds(cls: type) -> dict[str, Any]:
     """Options settable from env/pyproject: keyword-only constructor parameters of scalar type.
 
@@ -376,44 +364,3 @@ def option_kinds(cls: type) -> dict[str, Any]:
             text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
             annotations[parameter.name] = text
     return _kinds(annotations)
-
-
-def _kinds(annotations: Mapping[str, str]) -> dict[str, Any]:
-    """Option -> kind, for the parameters whose annotation (as text) is a scalar or a Literal."""
-    kinds: dict[str, Any] = {}
-    for name, annotation in annotations.items():
-        text = annotation.replace("typing.", "").strip()
-        literal = _LITERAL.match(text.replace(" | None", ""))
-        if literal:
-            kinds[name] = tuple(v.strip().strip("'\"") for v in literal.group(1).split(","))
-            continue
-        scalar = _SCALAR.match(text)
-        if scalar:
-            kinds[name] = {"int": int, "float": float, "bool": bool, "str": str}[scalar.group(1)]
-    return kinds
-
-
-def _coerce(raw: str, kind: Any, variable: str) -> Any:
-    if kind is bool:
-        return parse_bool(raw, variable)
-    if kind is int or kind is float:
-        try:
-            value = kind(raw.strip())
-        except ValueError:
-            raise ConfigError(f"{variable}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
-        return _check_value(value, kind, variable)
-    return _check_value(raw.strip(), kind, variable)
-
-
-def _check_value(value: Any, kind: Any, where: str) -> Any:
-    if isinstance(kind, tuple):
-        if value not in kind:
-            raise ConfigError(f"{where}={value!r} is not one of: {', '.join(kind)}")
-        return value
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ConfigError(f"{where}={value!r} must be of type {kind.__name__}")
-    if kind in (int, float) and value < 0:
-        raise ConfigError(f"{where}={value!r} must not be negative")
-    return value
