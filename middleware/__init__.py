@@ -44,4 +44,6 @@ def __getattr__(attribute: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
     from observed_batch.config import builtin_class
 
-    return builtin_class(name)
+    # Without the backend check: LoggingMiddleware(backend="powertools") needs no structlog; each
+    # constructor checks the package of the backend it is given.
+    return builtin_class(name, check_backend=False)

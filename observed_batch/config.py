@@ -16,7 +16,6 @@ import importlib
 import importlib.util
 import inspect
 import os
-import re
 import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from observed_batch import plugins
+from observed_batch._option_values import check_value as _check_value
+from observed_batch._option_values import coerce as _coerce
+from observed_batch._option_values import kinds as _kinds
+from observed_batch._option_values import parse_bool as parse_bool
 from observed_batch._pyproject import pyproject_section
 from observed_batch.errors import ConfigError, MissingBackendError
 from observed_batch.redaction import ENV_REDACT_PATTERNS
@@ -38,6 +41,7 @@ __all__ = [
     "Config",
     "available_builtins",
     "build_middlewares",
+    "require_backend",
 ]
 
 ENV_MIDDLEWARE = "OBSERVED_BATCH_MIDDLEWARE"
@@ -53,17 +57,35 @@ _ENV_PREFIX = "OBSERVED_BATCH_"
 class _Builtin:
     module: str
     cls: str
-    backend: str | None  # importable package the middleware needs
+    backend: str | None  # importable package the middleware needs (with its default backend)
     extra: str | None  # the pip extra that installs it
+    #: The other values of the middleware's ``backend`` option: package needed and extra installing it.
+    alternatives: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
+    default_backend: str | None = None  # the ``backend`` option's default, when it has one
     policy: bool = False  # changes outcomes by design (see Middleware.policy): not telemetry
 
 
 #: Built-in middlewares, in their recommended order (outermost first).
 BUILTINS: dict[str, _Builtin] = {
     "metrics": _Builtin("observed_batch.middleware.metrics", "MetricsMiddleware", None, None),
-    "tracing": _Builtin("observed_batch.middleware.tracing", "TracingMiddleware", "opentelemetry.sdk", "tracing"),
+    "tracing": _Builtin(
+        "observed_batch.middleware.tracing",
+        "TracingMiddleware",
+        "opentelemetry.sdk",
+        "tracing",
+        {"xray": ("aws_xray_sdk", "xray")},
+        "otel",
+    ),
     "sentry": _Builtin("observed_batch.middleware.sentry", "SentryMiddleware", "sentry_sdk", "sentry"),
-    "logging": _Builtin("observed_batch.middleware.logging", "LoggingMiddleware", "structlog", "logging"),
+    "logging": _Builtin(
+        "observed_batch.middleware.logging",
+        "LoggingMiddleware",
+        "structlog",
+        "logging",
+        # Powertools is the core dependency: nothing to install.
+        {"powertools": ("aws_lambda_powertools.logging", None)},
+        "structlog",
+    ),
     "timeout_guard": _Builtin("observed_batch.middleware.timeout_guard", "TimeoutGuardMiddleware", None, None),
     "stop_on_failure": _Builtin(
         "observed_batch.middleware.stop_on_failure", "StopOnFailureMiddleware", None, None, policy=True
@@ -73,8 +95,6 @@ BUILTINS: dict[str, _Builtin] = {
     ),
 }
 _VALID = ", ".join(BUILTINS)
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 @dataclass(frozen=True)
@@ -92,15 +112,6 @@ class Config:
     disabled: bool = False
     redact: Callable[[str], str] | None = None
     redact_patterns: Sequence[str] | None = None
-
-
-def parse_bool(value: str, variable: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigError(f"{variable}={value!r} is not a boolean; use true or false")
 
 
 def is_disabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -263,11 +274,25 @@ def _is_middleware(item: object) -> bool:
     )
 
 
-def builtin_class(name: str) -> type[Middleware]:
-    """Import a built-in middleware class, with a clear error if it or its backend is missing."""
+def require_backend(name: str, backend: str | None = None) -> None:
+    """Raise ``MissingBackendError`` (naming the extra to install) when the package that built-in ``name``
+    needs with ``backend`` (``None``: its default backend) cannot be imported. Constructors call it, so a
+    middleware built in code fails as clearly as one enabled by name."""
     spec = BUILTINS[name]
-    if spec.backend is not None and spec.extra is not None and not _importable(spec.backend):
-        raise MissingBackendError(name, spec.backend.split(".")[0], spec.extra)
+    package, extra = spec.backend, spec.extra
+    if backend is not None and backend != spec.default_backend and backend in spec.alternatives:
+        package, extra = spec.alternatives[backend]
+    if package is not None and extra is not None and not _importable(package):
+        raise MissingBackendError(name, package.split(".")[0], extra)
+
+
+def builtin_class(name: str, backend: str | None = None, *, check_backend: bool = True) -> type[Middleware]:
+    """Import a built-in middleware class, with a clear error if it or the package of its ``backend``
+    (``None``: the default one) is missing. ``check_backend=False`` only imports the class: its module
+    imports no backend, each backend is imported by the constructor that selects it."""
+    spec = BUILTINS[name]
+    if check_backend:
+        require_backend(name, backend)
     try:
         module = importlib.import_module(spec.module)
     except ModuleNotFoundError as exc:
@@ -303,7 +328,15 @@ def _importable(package: str) -> bool:
 def _instantiate(
     name: str, pyproject: Mapping[str, Any], environ: Mapping[str, str], code: Mapping[str, Any]
 ) -> Middleware:
-    cls = builtin_class(name) if name in BUILTINS else plugins.plugin_class(name)
+    prefix = f"{_ENV_PREFIX}{name.upper()}_"
+    if name in BUILTINS:
+        # The package the chosen backend needs is checked before anything is imported (modules of built-ins
+        # with an optional backend import none; the others import theirs at the top).
+        backend = code.get("backend", environ.get(f"{prefix}BACKEND", pyproject.get("backend")))
+        require_backend(name, backend.strip() if isinstance(backend, str) else None)
+        cls: type[Middleware] | None = builtin_class(name, check_backend=False)
+    else:
+        cls = plugins.plugin_class(name)
     assert cls is not None  # a known name: checked by the caller
     kinds = option_kinds(cls)
     valid = ", ".join(sorted(kinds)) or "(none)"
@@ -312,7 +345,6 @@ def _instantiate(
         if option not in kinds:
             raise ConfigError(f"unknown option {option!r} in [tool.observed_batch.{name}]; valid: {valid}")
         options[option] = _check_value(value, kinds[option], f"[tool.observed_batch.{name}] {option}")
-    prefix = f"{_ENV_PREFIX}{name.upper()}_"
     for variable, raw in environ.items():
         if not variable.startswith(prefix):
             continue
@@ -336,10 +368,6 @@ def _constructor_parameters(cls: type) -> set[str]:
     return {p.name for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY}
 
 
-_SCALAR = re.compile(r"^(?:Optional\[)?(int|float|bool|str)\]?(?:\s*\|\s*None)?$")
-_LITERAL = re.compile(r"^Literal\[(.+)\]$")
-
-
 def option_kinds(cls: type) -> dict[str, Any]:
     """Options settable from env/pyproject: keyword-only constructor parameters of scalar type.
 
@@ -353,47 +381,3 @@ def option_kinds(cls: type) -> dict[str, Any]:
             text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
             annotations[parameter.name] = text
     return _kinds(annotations)
-
-
-def _kinds(annotations: Mapping[str, str]) -> dict[str, Any]:
-    """Option -> kind, for the parameters whose annotation (as text) is a scalar or a Literal."""
-    kinds: dict[str, Any] = {}
-    for name, annotation in annotations.items():
-        text = annotation.replace("typing.", "").strip()
-        literal = _LITERAL.match(text.replace(" | None", ""))
-        if literal:
-            kinds[name] = tuple(v.strip().strip("'\"") for v in literal.group(1).split(","))
-            continue
-        if text.startswith("str | "):
-            kinds[name] = str  # a string from env / pyproject; code may pass richer values (e.g. classes)
-            continue
-        scalar = _SCALAR.match(text)
-        if scalar:
-            kinds[name] = {"int": int, "float": float, "bool": bool, "str": str}[scalar.group(1)]
-    return kinds
-
-
-def _coerce(raw: str, kind: Any, variable: str) -> Any:
-    if kind is bool:
-        return parse_bool(raw, variable)
-    if kind is int or kind is float:
-        try:
-            value = kind(raw.strip())
-        except ValueError:
-            raise ConfigError(f"{variable}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
-        return _check_value(value, kind, variable)
-    return _check_value(raw.strip(), kind, variable)
-
-
-def _check_value(value: Any, kind: Any, where: str) -> Any:
-    if isinstance(kind, tuple):
-        if value not in kind:
-            raise ConfigError(f"{where}={value!r} is not one of: {', '.join(kind)}")
-        return value
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ConfigError(f"{where}={value!r} must be of type {kind.__name__}")
-    if kind in (int, float) and value < 0:
-        raise ConfigError(f"{where}={value!r} must not be negative")
-    return value

@@ -74,6 +74,9 @@ def _builtin_chain() -> list[Any]:
             continue
         cls = builtin_class(name)
         chain.append(cls(**_QUIET_OPTIONS.get(name, {})))
+    # The non-default backends too (a second instance of the class, with its own state).
+    for name, options in _QUIET_OTHER_BACKENDS:
+        chain.append(builtin_class(name, options["backend"])(**options))
     return chain
 
 
@@ -99,6 +102,44 @@ def _quiet_options() -> dict[str, dict[str, Any]]:
 
 
 _QUIET_OPTIONS = _quiet_options()
+
+
+class _DiscardingEmitter:
+    """Serialises what the X-Ray SDK would send, sends nothing."""
+
+    def send_entity(self, entity: Any) -> None:
+        entity.serialize()
+
+
+def _quiet_other_backends() -> list[tuple[str, dict[str, Any]]]:
+    import logging
+
+    from aws_lambda_powertools import Logger
+
+    backends: list[tuple[str, dict[str, Any]]] = [
+        (
+            "logging",
+            {
+                "backend": "powertools",
+                "powertools_logger": Logger(
+                    service="differential", logger_handler=logging.StreamHandler(io.StringIO())
+                ),
+            },
+        )
+    ]
+    try:
+        from aws_xray_sdk.core.recorder import AWSXRayRecorder
+
+        recorder = AWSXRayRecorder()
+        recorder.configure(emitter=_DiscardingEmitter(), sampling=False)
+        recorder.begin_segment("differential")  # this thread's segment, open for the whole session
+        backends.append(("tracing", {"backend": "xray", "xray_recorder": recorder, "capture_response": True}))
+    except ImportError:  # pragma: no cover - the xray extra is installed in CI
+        pass
+    return backends
+
+
+_QUIET_OTHER_BACKENDS = _quiet_other_backends()
 
 
 # -- events ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 from observed_batch.config import BUILTINS, builtin_class
 from observed_batch.errors import ConfigError
 
-BACKENDS = ("opentelemetry", "sentry_sdk", "structlog")
+BACKENDS = ("aws_xray_sdk", "opentelemetry", "sentry_sdk", "structlog")
 
 _REPORT = f"""
 import json, sys
@@ -131,3 +131,22 @@ def test_options_of_builtins_that_are_not_enabled_are_checked_without_their_back
 
     # THEN the valid ones pass, the misspelt one fails, and no backend was imported to tell
     assert loaded == []
+
+
+@pytest.mark.parametrize(
+    ("name", "backend", "loads"),
+    [("tracing", "xray", ["aws_xray_sdk"]), ("logging", "powertools", [])],
+)
+def test_the_other_backend_loads_only_its_own_package(
+    name: str, backend: str, loads: list[str], tmp_path: Path
+) -> None:
+    # GIVEN a built-in with its non-default backend chosen by environment variable
+    # WHEN a processor enables it alone
+    loaded = _backends_loaded_by(
+        f"import os\nos.environ['OBSERVED_BATCH_{name.upper()}_BACKEND'] = {backend!r}\n"
+        f"from observed_batch import BatchProcessor, EventType\nBatchProcessor(EventType.SQS, middleware=[{name!r}])\n",
+        tmp_path,
+    )
+
+    # THEN the default backend's package (opentelemetry, structlog) is not imported
+    assert loaded == loads

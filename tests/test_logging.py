@@ -507,7 +507,7 @@ def test_binding_falls_back_to_structlogs_public_functions() -> None:
     # GIVEN a structlog whose contextvars could not be located directly
     capture = capture_user_structlog()
     middleware = LoggingMiddleware()
-    middleware._variables = None
+    middleware._backend.variables = None
 
     def handler(record: Any) -> None:
         structlog.get_logger().info("handled")
@@ -524,7 +524,7 @@ def test_a_hook_closed_in_another_context_does_not_raise(portable: bool) -> None
     # GIVEN a record hook entered in one context (as an async task does) and never resumed
     middleware = LoggingMiddleware(logger=structlog.wrap_logger(CapturingLogger(), processors=[]))
     if portable:
-        middleware._variables = None
+        middleware._backend.variables = None
     batch = BatchContext(EventType.SQS, sqs_event(1)["Records"])
     middleware.on_batch_start(batch)
     hook = middleware.wrap_record(RecordContext(batch, batch.records[0], 0))
@@ -693,20 +693,27 @@ def test_undecodable_stream_data_is_logged_as_received(capsys: pytest.CaptureFix
     assert events(capsys.readouterr().out, "record_failed")[0]["body"] == "not base64!"
 
 
-def test_records_without_a_body_have_no_body_field(capsys: pytest.CaptureFixture[str]) -> None:
-    # GIVEN a DynamoDB REMOVE record (no NewImage) and include_body
-    event = dynamodb_event(1)
+def test_a_removal_logs_its_keys_and_a_record_without_either_has_no_body_field(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a DynamoDB REMOVE record (no NewImage), one without keys either, and include_body
+    event = dynamodb_event(2)
     del event["Records"][0]["dynamodb"]["NewImage"]
+    keys = event["Records"][0]["dynamodb"]["Keys"]
+    for field in ("NewImage", "Keys"):
+        event["Records"][1]["dynamodb"].pop(field, None)
 
     def handler(record: Any) -> None:
         raise PaymentDeclined("no")
 
     processor = BatchProcessor(EventType.DynamoDBStreams, middleware=[LoggingMiddleware(include_body=True)])
-    # WHEN the record fails
+    # WHEN the records fail
     with pytest.raises(BatchProcessingError):
         process_partial_response(event, handler, processor)
-    # THEN the line simply has no body
-    assert "body" not in events(capsys.readouterr().out, "record_failed")[0]
+    # THEN the removal's body is its keys (sources.body_text's rule), the other line simply has none
+    first, second = events(capsys.readouterr().out, "record_failed")
+    assert json.loads(first["body"]) == keys
+    assert "body" not in second
 
 
 def test_kafka_tombstones_have_no_body_field(capsys: pytest.CaptureFixture[str]) -> None:

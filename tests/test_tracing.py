@@ -48,9 +48,11 @@ from observed_batch import (
     SqsFifoPartialProcessor,
     async_process_partial_response,
     process_partial_response,
+    sources,
 )
 from observed_batch.middleware import TracingMiddleware
 from observed_batch.middleware import _otel_export as otel_export
+from observed_batch.middleware import _otel_links as otel_links
 from observed_batch.middleware import tracing as tracing_module
 from observed_batch.testing import (
     RecordingMiddleware,
@@ -406,7 +408,7 @@ def test_a_header_value_of_the_wrong_type_is_ignored() -> None:
     headers: Any = {"traceparent": 12345}
 
     # WHEN producer contexts are extracted
-    contexts = tracing_module._producer_contexts(headers)
+    contexts = otel_links.producer_contexts(headers)
 
     # THEN there are none, and nothing raised
     assert contexts == []
@@ -430,7 +432,7 @@ def test_each_record_links_its_own_producer_beyond_the_link_cache(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
     # GIVEN more records with distinct producers than the per-batch link cache holds
-    count = tracing_module._LINK_CACHE_LIMIT + 50
+    count = otel_links.LINK_CACHE_LIMIT + 50
     event = {"Records": [sqs_record(i, traceparent=f"00-{i + 1:032x}-{i + 1:016x}-01") for i in range(count)]}
 
     # WHEN the batch is processed
@@ -775,7 +777,7 @@ def test_bodies_are_captured_when_opted_in_within_the_limits(
     [
         (kinesis_event(1, data={"clicks": 3}), EventType.KinesisDataStreams, '{"clicks": 3}'),
         (kafka_event(1, value={"paid": True}), EventType.Kafka, '{"paid": true}'),
-        (dynamodb_event(1), EventType.DynamoDBStreams, '{"pk": {"S": "order-0"}, "amount": {"N": "10"}}'),
+        (dynamodb_event(1), EventType.DynamoDBStreams, '{"pk":{"S":"order-0"},"amount":{"N":"10"}}'),
     ],
     ids=["kinesis", "kafka", "dynamodb"],
 )
@@ -796,19 +798,18 @@ def test_stream_bodies_are_captured_decoded(
 
 
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "event_type"),
     [
-        {"body": {"not": "a string"}},
-        {"kinesis": {"data": "!!not base64!!"}},
-        {"value": 42},
-        ["not", "a", "record"],
+        ({"body": {"not": "a string"}}, EventType.SQS),
+        ({"value": 42}, EventType.Kafka),
+        (["not", "a", "record"], EventType.KinesisDataStreams),
     ],
-    ids=["sqs-non-string", "kinesis-bad-base64", "kafka-non-string", "not-a-mapping"],
+    ids=["sqs-non-string", "kafka-non-string", "not-a-mapping"],
 )
-def test_unreadable_bodies_are_not_captured(raw: Any) -> None:
+def test_unreadable_bodies_are_not_captured(raw: Any, event_type: EventType) -> None:
     # GIVEN a raw record whose payload cannot be read as text
-    # WHEN its body is extracted for capture
-    body = tracing_module._body_text(raw)
+    # WHEN its body is extracted for capture (the rule every middleware shares)
+    body = sources.body_text(event_type, raw)
 
     # THEN there is none (and nothing raised)
     assert body is None
@@ -1330,7 +1331,7 @@ def test_the_flush_thread_stops_when_idle_and_restarts_on_demand(
     monkeypatch.setattr(otel_export, "_FLUSHER_IDLE_S", 0.05)
     middleware = tracing(provider)
     process(sqs_event(1), message_id, [middleware])
-    flusher = middleware._flusher
+    flusher = middleware._backend._flusher
     assert flusher is not None
     _wait_until(lambda: flusher._thread is None)
     assert flusher._thread is None

@@ -182,8 +182,8 @@ def test_the_environment_provider_is_built_once_per_process(monkeypatch: pytest.
         ob.process_partial_response({"Records": [sqs_record(0)]}, lambda record: None, processor)
 
     # THEN they share one SDK provider
-    assert first._provider is second._provider
-    assert first._provider is otel_export._ENV_PROVIDER
+    assert first._backend._provider is second._backend._provider
+    assert first._backend._provider is otel_export._ENV_PROVIDER
 
 
 @pytest.mark.usefixtures("clean_otel_globals")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from observed_batch import config
+from observed_batch import _option_values, config
 from observed_batch.errors import ConfigError
 
 from .model import Finding, _middleware_names
@@ -79,7 +79,7 @@ def check_environment(function: Mapping[str, Any]) -> list[Finding]:
             )
             continue
         try:
-            value = config._coerce(environ[variable], kinds[option], variable)
+            value = _option_values.coerce(environ[variable], kinds[option], variable)
         except ConfigError as exc:
             finding(
                 "invalid-option",

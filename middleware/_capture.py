@@ -1,0 +1,80 @@
+"""What ``tracing`` captures as text (responses, bodies, exception messages and stack traces), and the
+limits that keep a batch's trace documents below X-Ray's 64 KB: both backends (OTel, X-Ray) use these.
+
+Every text is cut to ``max_response_bytes`` (with ``TRUNCATION_MARKER``) and charged to the invocation's
+``max_batch_capture_bytes`` budget; once one text does not fit, nothing more is captured in that
+invocation and what was left out is counted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["MIN_CAPTURE_BYTES", "TRUNCATION_MARKER", "CaptureBudget", "to_text", "truncate"]
+
+#: Appended to (or, for stack traces, prepended to) text cut at ``max_response_bytes``.
+TRUNCATION_MARKER = "...[truncated]"
+_MARKER_BYTES = len(TRUNCATION_MARKER.encode())
+MIN_CAPTURE_BYTES = 64
+
+
+class CaptureBudget:
+    """One invocation's capture budget (per middleware instance)."""
+
+    __slots__ = ("budget", "dropped", "exhausted", "max_bytes")
+
+    def __init__(self, budget: int, max_bytes: int) -> None:
+        self.budget = budget
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self.exhausted = False
+
+    def take(self, text: str, keep_tail: bool = False) -> tuple[str, int] | None:
+        """Text cut to ``max_bytes`` and its original size, or ``None`` (counted) when the invocation's
+        budget cannot take it. Once one capture does not fit, none are attached any more."""
+        if self.exhausted:
+            self.dropped += 1
+            return None
+        kept, size = truncate(text, self.max_bytes, keep_tail)
+        cost = min(size, self.max_bytes)
+        if cost > self.budget:
+            self.exhausted = True
+            self.dropped += 1
+            return None
+        self.budget -= cost
+        return kept, size
+
+
+def safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__qualname__}>"
+
+
+def to_text(value: Any) -> str:
+    """A handler response as text: strings as they are, pydantic models and JSON types as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    try:
+        dump = getattr(value, "model_dump_json", None)
+        if callable(dump):
+            return str(dump())
+        return json.dumps(value, default=repr, ensure_ascii=False)
+    except Exception:
+        return safe_str(value)
+
+
+def truncate(text: str, limit: int, keep_tail: bool = False) -> tuple[str, int]:
+    """``text`` within ``limit`` UTF-8 bytes, cut with a marker, and its original size in bytes."""
+    data = text.encode("utf-8", "replace")
+    size = len(data)
+    if size <= limit:
+        return text, size
+    room = limit - _MARKER_BYTES
+    if keep_tail:
+        return TRUNCATION_MARKER + data[size - room :].decode("utf-8", "ignore"), size
+    return data[:room].decode("utf-8", "ignore") + TRUNCATION_MARKER, size

@@ -1,0 +1,145 @@
+"""Producer links and sampling shortcuts of the OTel backend of ``tracing``.
+
+Producer contexts found in a record (W3C ``traceparent`` / ``tracestate`` message attributes, X-Ray
+``AWSTraceHeader``) become span **links**, not parents: a batch mixes messages from many traces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagators.aws import AwsXRayPropagator
+from opentelemetry.propagators.aws.aws_xray_propagator import TRACE_HEADER_KEY
+from opentelemetry.sdk.trace import SpanLimits
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, StaticSampler, TraceIdRatioBased
+from opentelemetry.trace import Link, SpanContext
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from observed_batch.sources import producer_trace_headers
+
+__all__ = ["LINK_CACHE_LIMIT", "LinkCache", "batch_links", "max_links", "never_samples", "producer_contexts"]
+
+LINK_CACHE_LIMIT = 1024
+_W3C = TraceContextTextMapPropagator()
+_XRAY = AwsXRayPropagator()
+
+
+class LinkCache:
+    """Links by producer headers, for one invocation."""
+
+    __slots__ = ("_link_cache", "max_links")
+
+    def __init__(self) -> None:
+        self.max_links: int | None = None
+        self._link_cache: dict[tuple[str | None, ...], tuple[tuple[Link, ...], int]] = {}
+
+    def links(self, headers: Mapping[str, str]) -> tuple[tuple[Link, ...], int]:
+        """Links to the producer contexts in a record's headers, capped, and how many were cut.
+
+        Messages sent in one ``SendMessageBatch`` carry the same context, hence the cache.
+        """
+        if not headers:
+            return (), 0
+        key = (headers.get("traceparent"), headers.get("tracestate"), headers.get("x-amzn-trace-id"))
+        cached = self._link_cache.get(key)
+        if cached is None:
+            contexts = producer_contexts(headers)
+            cap = len(contexts) if self.max_links is None else self.max_links
+            cached = tuple(Link(c) for c in contexts[:cap]), max(0, len(contexts) - cap)
+            if len(self._link_cache) < LINK_CACHE_LIMIT:
+                self._link_cache[key] = cached
+        return cached
+
+
+def never_samples(tracer: trace.Tracer, parent: SpanContext) -> bool:
+    """True when the tracer's sampler is certain to drop every child of ``parent``: then records
+    skip span creation entirely (a non-recording span would cost more than Powertools itself)."""
+    if isinstance(tracer, trace.NoOpTracer):
+        return True
+    sampler = getattr(tracer, "sampler", None)
+    return isinstance(sampler, Sampler) and _drops_all(sampler, parent, 0)
+
+
+def _drops_all(sampler: Sampler, parent: SpanContext, depth: int) -> bool:
+    if isinstance(sampler, StaticSampler) and sampler.get_description() == "AlwaysOffSampler":
+        return True
+    if isinstance(sampler, ParentBased) and depth < 4:
+        if parent.is_valid:
+            sampled = parent.trace_flags.sampled
+            if parent.is_remote:
+                attribute = "_remote_parent_sampled" if sampled else "_remote_parent_not_sampled"
+            else:
+                attribute = "_local_parent_sampled" if sampled else "_local_parent_not_sampled"
+        else:
+            attribute = "_root"
+        delegate = getattr(sampler, attribute, None)
+        return isinstance(delegate, Sampler) and _drops_all(delegate, parent, depth + 1)
+    if isinstance(sampler, TraceIdRatioBased):
+        return sampler.rate <= 0
+    return False  # a sampler we cannot reason about: ask it per span
+
+
+def max_links(tracer: trace.Tracer) -> int | None:
+    limits = getattr(tracer, "_span_limits", None)
+    if not isinstance(limits, SpanLimits):
+        limits = SpanLimits()
+    return limits.max_links
+
+
+def producer_contexts(headers: Mapping[str, str]) -> list[SpanContext]:
+    """Valid producer span contexts from W3C and X-Ray headers; malformed headers are ignored."""
+    contexts: list[SpanContext] = []
+    if "traceparent" in headers:
+        _append_context(contexts, lambda: _W3C.extract(headers))
+    xray = headers.get("x-amzn-trace-id")
+    if xray:
+        _append_context(contexts, lambda: _XRAY.extract({TRACE_HEADER_KEY: xray}))
+    return contexts
+
+
+def _append_context(contexts: list[SpanContext], extract: Callable[[], otel_context.Context]) -> None:
+    try:
+        found = trace.get_current_span(extract()).get_span_context()
+    except Exception:
+        return
+    if not found.is_valid:
+        return
+    for known in contexts:
+        if known.trace_id == found.trace_id and known.span_id == found.span_id:
+            return
+    contexts.append(found)
+
+
+def batch_links(records: Sequence[Any], max_links: int | None) -> tuple[list[Link], int]:
+    """Links to every distinct producer of the batch, up to the link limit.
+
+    Once the limit is reached, the remaining headers are not parsed: distinct header values are
+    counted as dropped links instead, which keeps a 10,000-record batch cheap.
+    """
+    links: list[Link] = []
+    linked: set[tuple[int, int]] = set()
+    unexamined: set[tuple[str | None, ...]] = set()
+    seen: set[tuple[str | None, ...]] = set()
+    for raw in records:
+        headers = producer_trace_headers(raw)
+        if not headers:
+            continue
+        key = (headers.get("traceparent"), headers.get("tracestate"), headers.get("x-amzn-trace-id"))
+        if key in seen:
+            continue
+        seen.add(key)
+        if max_links is not None and len(links) >= max_links:
+            unexamined.add(key)
+            continue
+        for found in producer_contexts(headers):
+            if (found.trace_id, found.span_id) in linked:
+                continue
+            if max_links is not None and len(links) >= max_links:
+                unexamined.add(key)
+                break
+            linked.add((found.trace_id, found.span_id))
+            links.append(Link(found))
+    return links, len(unexamined)
