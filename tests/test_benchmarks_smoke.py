@@ -25,6 +25,7 @@ VARIANTS = (
     "timeout_guard",
     "retry_policy_on",
     "metrics_retry_policy",
+    "metrics_sentry_logging",
     "all_on",
     "all_on_batch_span",
 )
