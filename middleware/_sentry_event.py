@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import sys
-import sysconfig
 from collections.abc import Mapping
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from observed_batch.redaction import Redaction, validation_message
@@ -41,11 +41,6 @@ _MODE_TAG = "observed_batch.mode"
 #: Bounds on what a validation context carries (Sentry's databags cut lists at 10 anyway).
 _MAX_VALIDATION_ERRORS = 10
 _MAX_CHAIN = 10
-#: Where code that is not the application's lives: its frames get no source context (Powertools, the SDK,
-#: this package, the standard library). Read once per event otherwise, for every frame.
-_LIBRARY_PATHS = tuple(
-    {path for key in ("stdlib", "platstdlib", "purelib", "platlib") if (path := sysconfig.get_paths().get(key))}
-)
 _LIBRARY_MARKERS = ("/site-packages/", "/dist-packages/", "<frozen ")
 #: Libraries a Lambda zip bundles next to the handler (``/var/task``), where no path gives them away.
 _LIBRARY_MODULES = ("aws_lambda_powertools", "observed_batch", "sentry_sdk", "pydantic", "boto3", "botocore")
@@ -155,8 +150,18 @@ def event_options(options: dict[str, Any], include_local_variables: bool) -> dic
     return {**options, **changes} if changes else options
 
 
+@cache
+def _library_paths() -> tuple[str, ...]:
+    """Where code that is not the application's lives: its frames get no source context (Powertools, the SDK,
+    this package, the standard library). ``sysconfig`` is imported at the first failure, not at cold start."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    return tuple({path for key in ("stdlib", "platstdlib", "purelib", "platlib") if (path := paths.get(key))})
+
+
 def is_application_frame(path: str, module: object) -> bool:
-    if path.startswith(_LIBRARY_PATHS) or any(marker in path for marker in _LIBRARY_MARKERS):
+    if path.startswith(_library_paths()) or any(marker in path for marker in _LIBRARY_MARKERS):
         return False
     return not (isinstance(module, str) and module.partition(".")[0] in _LIBRARY_MODULES)
 
