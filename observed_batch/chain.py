@@ -164,14 +164,20 @@ class Chain:
 
     def exit(self, record: RecordContext, entered: list[Iterator[None] | None], entry: Any) -> None:
         """Classify the core's result, update the batch summary, resume middlewares inside-out."""
-        if record.outcome is not Outcome.SKIPPED:
-            outcome = record.outcome = _classify(entry if record.outcome is None else None, record.exc_info)
-            if outcome is Outcome.SUCCESS:
-                record.result = entry[1]
-            elif outcome is Outcome.SKIPPED:
-                record.skip_reason = FIFO_SHORT_CIRCUIT
         batch = record.batch
-        _count(batch, record.outcome, record.raw)
+        if record.outcome is None and type(entry) is tuple and entry and entry[0] == "success":
+            # The common case, inlined (every call saved is ~5 % of a bare record).
+            record.outcome = Outcome.SUCCESS
+            record.result = entry[1]
+            batch.summary.successes += 1
+        else:
+            if record.outcome is not Outcome.SKIPPED:
+                outcome = record.outcome = _classify(entry if record.outcome is None else None, record.exc_info)
+                if outcome is Outcome.SUCCESS:
+                    record.result = entry[1]
+                elif outcome is Outcome.SKIPPED:
+                    record.skip_reason = FIFO_SHORT_CIRCUIT
+            _count(batch, record.outcome, record.raw)
         if batch.durations_ns is not None and record.outcome is not Outcome.SKIPPED:
             batch.durations_ns.append(record.duration_ns)
         steps = batch._steps
