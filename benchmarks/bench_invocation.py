@@ -40,6 +40,14 @@ from observed_batch.testing import FakeLambdaContext, sqs_event
 Invoke = Callable[[], Any]
 SIZE = 10
 MSL = ("metrics", "sentry", "logging")
+#: Issue 22's goals, in ms added per invocation: (row title, variant) -> threshold.
+GOALS = {
+    ("10 records, none failing", "metrics+sentry+logging"): 0.2,
+    ("10 records, none failing", "all five"): 0.6,
+    ("10 records, 1 failing", "metrics+sentry+logging"): 1.5,
+    ("10 records, 1 failing", "all five"): 1.5,
+    ("10 records, all failing: 10 Sentry events", "sentry middleware"): 10.0,
+}
 
 
 def _event(failing: int) -> dict[str, Any]:
@@ -130,15 +138,22 @@ def measure(invokers: dict[str, Invoke], samples: int, inner: int) -> dict[str, 
     return timings
 
 
-def report(title: str, timings: dict[str, list[float]], out: Any) -> None:
+def report(title: str, timings: dict[str, list[float]], out: Any) -> list[str]:
+    """Prints the row's table; returns its goal lines."""
     base = timings["bare Powertools"]
     out.write(f"\n### {title}\n\n| variant | ms/invocation median | added ms (median of pairs) | x bare (paired) |\n")
     out.write("|---|---:|---:|---:|\n")
+    goals = []
     for name, values in timings.items():
         added = statistics.median(a - b for a, b in zip(values, base, strict=True))
         ratio = statistics.median(a / b for a, b in zip(values, base, strict=True))
         out.write(f"| {name} | {statistics.median(values):.3f} | {added:+.3f} | {ratio:.2f} |\n")
+        goal = GOALS.get((title, name))
+        if goal is not None:
+            verdict = "PASS" if added <= goal else "MISS"
+            goals.append(f"| {title}: {name} ≤ +{goal:g} ms | {added:+.3f} ms | {verdict} |")
     out.flush()
+    return goals
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,13 +174,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             out.write(f"# One invocation of {SIZE} SQS records: added wall time over bare Powertools\n")
             out.write(f"\n{args.samples} samples of {args.inner} invocations per variant, interleaved\n")
+            goals: list[str] = []
             for title, failing, variants in rows():
                 event = _event(failing)
                 invokers = {"bare Powertools": _bare(event)}
                 invokers.update({name: build(event) for name, build in variants.items()})
                 # A captured event costs milliseconds: fewer invocations per sample keep the row under a minute.
                 inner = args.inner if failing < SIZE else max(1, args.inner // 10)
-                report(title, measure(invokers, args.samples, inner), out)
+                goals += report(title, measure(invokers, args.samples, inner), out)
+            out.write("\n### Goals (issue 22)\n\n| goal | added, median of pairs | verdict |\n|---|---:|---|\n")
+            out.write("\n".join(goals) + "\n")
         finally:
             sys.stdout = out
             sentry_sdk.flush(timeout=5.0)
