@@ -96,6 +96,42 @@ def _hand_rolled_sentry(event: dict[str, Any]) -> Invoke:
     return _invoke(HandRolled(pt.EventType.SQS, raise_on_entire_batch_failure=False), event, lambda: client.flush(2.0))
 
 
+def _null_client() -> Any:
+    """A client with the global one's options whose transport drops envelopes: what building an event costs,
+    without the SDK's sending (its worker thread, compression, HTTP) and the flush waiting for it."""
+    import sentry_sdk
+
+    options = sentry_sdk.get_client().options
+    client = sentry_sdk.Client(dsn=options["dsn"], environment="bench", release="bench")
+    client.transport.capture_envelope = lambda envelope: None  # type: ignore[union-attr,method-assign]
+    return client
+
+
+def _hand_rolled_unsent(event: dict[str, Any]) -> Invoke:
+    import sentry_sdk
+
+    client = _null_client()
+    client.options["include_local_variables"] = False
+
+    class HandRolled(pt.BatchProcessor):
+        def failure_handler(self, record: Any, exception: Any) -> Any:
+            with sentry_sdk.new_scope() as scope:
+                scope.set_client(client)
+                sentry_sdk.capture_exception(exception[1])
+            return super().failure_handler(record, exception)
+
+    return _invoke(HandRolled(pt.EventType.SQS, raise_on_entire_batch_failure=False), event, lambda: client.flush(2.0))
+
+
+def _sentry_unsent(event: dict[str, Any]) -> Invoke:
+    from observed_batch.middleware import SentryMiddleware
+
+    middleware = SentryMiddleware(client=_null_client())
+    return _invoke(
+        ob.BatchProcessor(ob.EventType.SQS, raise_on_entire_batch_failure=False, middleware=[middleware]), event
+    )
+
+
 def rows() -> list[tuple[str, int, dict[str, Callable[[dict[str, Any]], Invoke]]]]:
     """(row title, failing records, {variant: build(event) -> invoke})."""
     common: dict[str, Callable[[dict[str, Any]], Invoke]] = {
@@ -111,6 +147,8 @@ def rows() -> list[tuple[str, int, dict[str, Callable[[dict[str, Any]], Invoke]]
         "sentry middleware": lambda e: _invoke(
             ob.BatchProcessor(ob.EventType.SQS, raise_on_entire_batch_failure=False, middleware=["sentry"]), e
         ),
+        "capture_exception, events built, not sent": _hand_rolled_unsent,
+        "sentry middleware, events built, not sent": _sentry_unsent,
     }
     return [
         ("10 records, none failing", 0, common),
