@@ -198,7 +198,8 @@ class BatchContext:
         middlewares' ``flush_budget_ms`` (0 for a backend whose breaker is open, or with nothing to flush
         yet). ``timeout_guard`` keeps this much time free before each record."""
         chain = self._chain
-        return 0 if chain is None else int(chain.telemetry_budget_ms(self))
+        # Asked before every record by timeout_guard: no call at all when no middleware has a flush budget.
+        return 0 if chain is None or not chain._budget else int(chain.telemetry_budget_ms(self))
 
     def time_left_ms(self) -> int | None:
         """Milliseconds telemetry may still use: the remaining Lambda time minus ``DEADLINE_RESERVE_MS``
