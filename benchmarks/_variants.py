@@ -48,6 +48,8 @@ __all__ = [
 #: The telemetry built-ins ("all on"); the policies change outcomes and have their own variants.
 BUILTIN_NAMES: tuple[str, ...] = tuple(name for name, spec in BUILTINS.items() if not spec.policy)
 FAIL_EVERY = 10  # 10 % of the records fail
+#: The three built-ins most functions enable (issue 22's middle row).
+_MSL = ("metrics", "sentry", "logging")
 LAMBDA_BUDGET_MS = 900_000  # the timeout guard must never trigger in a benchmark
 
 Invoke = Callable[[dict[str, Any]], Any]
@@ -385,6 +387,7 @@ def variants() -> list[Variant]:
     found.append(
         Variant("metrics_retry_policy", "observed_batch + metrics + retry_policy", _retry_policy_on("metrics"))
     )
+    found.append(Variant("metrics_sentry_logging", "observed_batch + metrics + sentry + logging", _chain(_MSL), _MSL))
     found.append(Variant("all_on", "observed_batch, all on", _chain(BUILTIN_NAMES), BUILTIN_NAMES))
     found.append(
         Variant("all_on_batch_span", "observed_batch, all on, tracing mode=batch", _all_on_batch_tracing, BUILTIN_NAMES)

@@ -83,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     from sentry_receiver import SentryReceiver
 
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVED_BATCH_", "SENTRY_", "OTEL_"))}
+    # As a deployment package has them (pip compiles bytecode): the warm-up pair writes every module's .pyc,
+    # ours included (an editable checkout has none, and PYTHONDONTWRITEBYTECODE may be set).
+    base.pop("PYTHONDONTWRITEBYTECODE", None)
+    cache = tempfile.TemporaryDirectory()
+    base["PYTHONPYCACHEPREFIX"] = cache.name
     print(f"# Cold start: fresh interpreter, import + build + first batch of 10 SQS records ({args.pairs} pairs)\n")
     print("| variant | SENTRY_DSN | ours, median ms | bare, median ms | added, median of pairs | ratio (paired) |")
     print("|---|---|---:|---:|---:|---:|")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from observed_batch.redaction import Redaction, validation_message
@@ -15,8 +16,11 @@ if TYPE_CHECKING:
     from sentry_sdk.types import Event
 
 __all__ = [
+    "add_source_context",
     "batch_tags",
     "bounded_body",
+    "event_options",
+    "is_application_frame",
     "otel_trace_ids",
     "record_body",
     "record_context",
@@ -29,6 +33,9 @@ _MODE_TAG = "observed_batch.mode"
 #: Bounds on what a validation context carries (Sentry's databags cut lists at 10 anyway).
 _MAX_VALIDATION_ERRORS = 10
 _MAX_CHAIN = 10
+_LIBRARY_MARKERS = ("/site-packages/", "/dist-packages/", "<frozen ")
+#: Libraries a Lambda zip bundles next to the handler (``/var/task``), where no path gives them away.
+_LIBRARY_MODULES = ("aws_lambda_powertools", "observed_batch", "sentry_sdk", "pydantic", "boto3", "botocore")
 
 
 # -- what an event says about a record ----------------------------------------------------------------
@@ -121,6 +128,54 @@ def redact_validation_errors(event: Event, exception: BaseException) -> dict[str
     first = found[0]
     errors = first.errors(include_url=False, include_context=False, include_input=False)
     return {"title": first.title, "error_count": first.error_count(), "errors": errors[:_MAX_VALIDATION_ERRORS]}
+
+
+# -- frames ----------------------------------------------------------------------------------------------
+def event_options(options: dict[str, Any], include_local_variables: bool) -> dict[str, Any]:
+    """The client's options for building an event: frame locals off unless asked for (not collected at all
+    rather than scrubbed later), source context left to ``add_source_context``. Built once per batch."""
+    changes: dict[str, Any] = {}
+    if not include_local_variables and options.get("include_local_variables", True):
+        changes["include_local_variables"] = False
+    if options.get("include_source_context", True):
+        changes["include_source_context"] = False
+    return {**options, **changes} if changes else options
+
+
+@cache
+def _library_paths() -> tuple[str, ...]:
+    """Where code that is not the application's lives: its frames get no source context (Powertools, the SDK,
+    this package, the standard library). ``sysconfig`` is imported at the first failure, not at cold start."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    return tuple({path for key in ("stdlib", "platstdlib", "purelib", "platlib") if (path := paths.get(key))})
+
+
+def is_application_frame(path: str, module: object) -> bool:
+    if path.startswith(_library_paths()) or any(marker in path for marker in _LIBRARY_MARKERS):
+        return False
+    return not (isinstance(module, str) and module.partition(".")[0] in _LIBRARY_MODULES)
+
+
+def add_source_context(event: Event, max_value_length: int | None) -> None:
+    """Source lines around each frame of the application's own code, as the SDK adds them to every frame.
+
+    Library frames get none, and files are read through ``linecache`` (read once per process, not per
+    event and frame as the SDK does through the module loader).
+    """
+    from sentry_sdk.utils import get_lines_from_file
+
+    for value in event.get("exception", {}).get("values", []):
+        for frame in (value.get("stacktrace") or {}).get("frames", []):
+            path, lineno = frame.get("abs_path"), frame.get("lineno")
+            if not isinstance(path, str) or not isinstance(lineno, int):
+                continue
+            if not is_application_frame(path, frame.get("module")):
+                continue
+            pre, line, post = get_lines_from_file(path, lineno - 1, max_value_length)
+            if line is not None:
+                frame["pre_context"], frame["context_line"], frame["post_context"] = pre, line, post
 
 
 # -- bodies (opt-in) --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import logging
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.batch import EventType
@@ -30,7 +30,7 @@ from aws_lambda_powertools.utilities.batch import EventType
 from observed_batch import sources
 from observed_batch.errors import ConfigError
 from observed_batch.middleware._sqs_policy import QueueDirectory, dead_letter_message
-from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
+from observed_batch.typing import BatchContext, BatchSummary, Middleware, RecordContext
 
 __all__ = ["MAX_VISIBILITY_TIMEOUT_S", "RetryPolicyMiddleware", "resolve_exception_classes"]
 
@@ -39,7 +39,6 @@ logger = logging.getLogger("observed_batch.retry_policy")
 #: SQS's largest VisibilityTimeout: 12 hours.
 MAX_VISIBILITY_TIMEOUT_S = 43_200
 _ENV_NON_RETRYABLE = "OBSERVED_BATCH_RETRY_POLICY_NON_RETRYABLE"
-_FAILURE = Outcome.FAILURE
 _BATCH = 10  # entries per ChangeMessageVisibilityBatch
 
 
@@ -138,10 +137,8 @@ class RetryPolicyMiddleware(Middleware):
         if not self.non_retryable and not self.backoff_base_s:
             batch.skip_record_hooks(self)  # nothing configured: free
 
-    def wrap_record(self, record: RecordContext) -> Iterator[None]:
-        yield
-        if record.outcome is not _FAILURE:
-            return
+    def on_record_failed(self, record: RecordContext) -> None:
+        # Failures only: a batch without failures runs no code of this policy per record.
         exc = record.exc_info[1] if record.exc_info is not None else None
         if exc is not None and self.non_retryable and isinstance(exc, self.non_retryable):
             if self.on_non_retryable == "drop":

@@ -44,8 +44,10 @@ from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcom
 
 from ._sentry_client import BACKEND, active_client, breaker_for, can_send, check_dsn, init_from_environment
 from ._sentry_event import (
+    add_source_context,
     batch_tags,
     bounded_body,
+    event_options,
     otel_trace_ids,
     record_body,
     record_context,
@@ -80,6 +82,8 @@ class _BatchState:
         "breaker",
         "client",
         "destination",
+        "lazy",
+        "options",
         "scope",
         "scope_manager",
         "sent",
@@ -92,6 +96,10 @@ class _BatchState:
         #: ``None`` until the first failure when Sentry is to be initialised from ``SENTRY_DSN`` then.
         self.client = client
         self.breaker = breaker
+        #: Sentry was initialised by a failure of this batch (no per-record scopes in this batch).
+        self.lazy = False
+        #: The client's options as events are built from them (frame locals and source context ours).
+        self.options: dict[str, Any] | None = None
         #: Sync batches: the batch's own isolation scope (emptied of breadcrumbs as each record starts).
         self.scope_manager: Any = None
         self.scope: Any = None
@@ -162,7 +170,10 @@ class SentryMiddleware(Middleware):
         # Resolved per invocation: a user may call sentry_sdk.init after building the processor.
         client = self._client if self._client is not None else active_client()
         if client is None and self._dsn is not None:
-            batch.scratch[self] = _BatchState(None, None)  # Sentry is initialised if a record fails
+            # Sentry is initialised if a record fails. Nothing can record a breadcrumb before: successful
+            # records need no hook at all (the events of this batch are sent without breadcrumbs).
+            batch.scratch[self] = _BatchState(None, None)
+            batch.skip_record_hooks(self, failures=True)
         elif client is not None and can_send(client):
             import sentry_sdk
 
@@ -184,14 +195,13 @@ class SentryMiddleware(Middleware):
             state.scope.clear_breadcrumbs()
             yield
             if record.outcome is Outcome.FAILURE:
-                self._failed(record)
+                self.on_record_failed(record)
             return
         sdk = sys.modules.get("sentry_sdk")
         if sdk is None or state is None or state.client is None:
-            # Sentry is not initialised yet (nor imported): nothing can have recorded a breadcrumb.
-            yield
+            yield  # (only without a state: the batch started before this middleware did)
             if record.outcome is Outcome.FAILURE:
-                self._failed(record)
+                self.on_record_failed(record)
             return
         # An isolation scope of its own, without breadcrumbs; leaving the `with` (also when the chain
         # closes this hook) restores the scope it forked.
@@ -199,9 +209,9 @@ class SentryMiddleware(Middleware):
             scope.clear_breadcrumbs()
             yield
             if record.outcome is Outcome.FAILURE:
-                self._failed(record)
+                self.on_record_failed(record)
 
-    def _failed(self, record: RecordContext) -> None:
+    def on_record_failed(self, record: RecordContext) -> None:
         state: _BatchState | None = record.batch.scratch.get(self)
         exc_info = record.exc_info
         # BaseExceptions (KeyboardInterrupt, task cancellation) end the invocation: not a record's failure.
@@ -213,11 +223,12 @@ class SentryMiddleware(Middleware):
         state.sent += 1
         if state.client is None or state.breaker is None:
             state.client, state.breaker = self._initialise()
+            state.lazy = True
         if state.breaker.is_open:
             # Sentry is down: the event is counted (in time for the logging summary line), not built or sent.
             record.batch.summary.add_dropped(BACKEND, 1)
             return
-        self._capture(record, exc_info, state.client)
+        self._capture(record, exc_info, state)
 
     def _initialise(self) -> tuple[BaseClient, Breaker]:
         """The first failure with Sentry to be set up from ``SENTRY_DSN``: unless the application has
@@ -261,21 +272,27 @@ class SentryMiddleware(Middleware):
         summary.add_dropped(BACKEND, breaker.dropped - dropped)
 
     # -- events -------------------------------------------------------------------------------
-    def _capture(self, record: RecordContext, exc_info: Any, client: BaseClient) -> None:
-        options = client.options
-        if not self._include_local_variables and options.get("include_local_variables", True):
-            # Not collected at all rather than scrubbed later: cheaper, and nothing to leak.
-            options = {**options, "include_local_variables": False}
+    def _capture(self, record: RecordContext, exc_info: Any, state: _BatchState) -> None:
+        client = state.client
+        assert client is not None
+        if state.options is None:
+            state.options = event_options(client.options, self._include_local_variables)
         import sentry_sdk
         from sentry_sdk.utils import event_from_exception
 
-        event, hint = event_from_exception(exc_info, client_options=options, mechanism=dict(_MECHANISM))
+        event, hint = event_from_exception(exc_info, client_options=state.options, mechanism=dict(_MECHANISM))
+        if state.options is not client.options and client.options.get("include_source_context", True):
+            add_source_context(event, client.options.get("max_value_length"))
         validation = None if self._include_input_values else redact_validation_errors(event, exc_info[1])
         trace_ids = otel_trace_ids()
         redaction = record.batch.redaction
         with sentry_sdk.isolation_scope() as scope:
             if self._client is not None:
                 sentry_sdk.get_current_scope().set_client(client)
+            if state.lazy:
+                # Initialised by this batch's first failure, in no isolation scope of the batch: what the
+                # records since recorded is not one record's.
+                scope.clear_breadcrumbs()
             if redaction.active:
                 scope.add_event_processor(lambda event, hint: redact_event(event, redaction))
             scope.set_tags(record_tags(record, trace_ids))

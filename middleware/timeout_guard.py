@@ -55,14 +55,17 @@ class _BatchState:
         "last_exit",
         "margin_ms",
         "outside_ms",
+        "remaining_ms",
         "tripped_at_ms",
         "tripped_index",
         "tripped_needed_ms",
         "tripped_telemetry_ms",
     )
 
-    def __init__(self, initial_ms: int, margin_ms: float) -> None:
+    def __init__(self, initial_ms: int, margin_ms: float, remaining_ms: Callable[[], int]) -> None:
         self.initial_ms = initial_ms
+        #: The Lambda context's ``get_remaining_time_in_millis``, looked up once per batch (asked per record).
+        self.remaining_ms = remaining_ms
         self.margin_ms = margin_ms
         #: Moving average of the duration of records that ran, in ms (``None`` before the first).
         self.average_ms: float | None = None
@@ -123,7 +126,7 @@ class TimeoutGuardMiddleware(Middleware):
             batch.skip_record_hooks(self)  # no Lambda context (local run, tests): nothing to guard against
             return
         margin = max(float(self.min_remaining_ms), self.remaining_fraction * initial)
-        batch.scratch[self] = _BatchState(initial, margin)
+        batch.scratch[self] = _BatchState(initial, margin, batch.lambda_context.get_remaining_time_in_millis)
         if initial < margin:
             logger.warning(
                 "timeout_guard: the batch starts with %d ms left, below the %.0f ms margin; every record will"
@@ -142,12 +145,12 @@ class TimeoutGuardMiddleware(Middleware):
         entered = self._clock()
         if self.estimate and state.last_exit is not None and not batch.is_async:
             state.outside_ms = _smoothed(state.outside_ms, (entered - state.last_exit) * 1000.0)
-        remaining = batch.remaining_time_ms()
+        remaining = int(state.remaining_ms())
         telemetry_ms = batch.telemetry_budget_ms()
         needed = state.margin_ms + telemetry_ms
         if self.estimate:
             needed += (state.average_ms or 0.0) + (state.outside_ms or 0.0)
-        if remaining is not None and remaining < needed:
+        if remaining < needed:
             state.tripped_index = record.index
             state.tripped_at_ms = remaining
             state.tripped_needed_ms = needed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from array import array
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -24,12 +25,14 @@ from observed_batch.typing import (
     RecordContext,
 )
 
-__all__ = ["Chain", "release_resolved", "tally"]
+__all__ = ["Chain", "release_resolved", "settle"]
 
 logger = logging.getLogger("observed_batch")
 
 _FIFO_BREAKERS = (SQSFifoCircuitBreakerError, SQSFifoMessageGroupCircuitBreakerError)
 _DONE = object()
+#: In ``entered``: this middleware only has ``on_record_failed`` for the record (no generator to resume).
+_ON_FAILURE: Any = object()
 
 
 def _overrides(middleware: object, hook: str) -> bool:
@@ -39,12 +42,18 @@ def _overrides(middleware: object, hook: str) -> bool:
 
 
 class Chain:
-    __slots__ = ("_budget", "_end", "_record", "_start", "middlewares")
+    __slots__ = ("_budget", "_durations", "_end", "_record", "_start", "middlewares")
 
     def __init__(self, middlewares: Sequence[Middleware]) -> None:
         self.middlewares = tuple(middlewares)
         self._start = tuple(m for m in self.middlewares if _overrides(m, "on_batch_start"))
-        self._record = tuple(m for m in self.middlewares if _overrides(m, "wrap_record"))
+        # Per record: a middleware's wrap_record if it has one, else (None) its on_record_failed, if any.
+        self._record = tuple(
+            (m, m.wrap_record if _overrides(m, "wrap_record") else None)
+            for m in self.middlewares
+            if _overrides(m, "wrap_record") or _overrides(m, "on_record_failed")
+        )
+        self._durations = any(getattr(type(m), "needs_durations", False) is True for m in self.middlewares)
         # Batch ends unwind like nested context managers: outermost middleware last.
         self._end = tuple(m for m in reversed(self.middlewares) if _overrides(m, "on_batch_end"))
         self._budget = tuple(m for m in self.middlewares if _overrides(m, "flush_budget_ms"))
@@ -77,8 +86,11 @@ class Chain:
         return True
 
     def start_batch(self, batch: BatchContext) -> None:
-        batch._wrapping = self._record  # on_batch_start may narrow it (BatchContext.skip_record_hooks)
+        batch._steps = self._record  # on_batch_start may narrow it (BatchContext.skip_record_hooks)
+        batch._wraps = any(wrap is not None for _, wrap in self._record)
         batch._chain = self
+        if self._durations:
+            batch.durations_ns = array("q")  # 8 bytes a record, not ~36 for a list of ints
         for middleware in self._start:
             try:
                 middleware.on_batch_start(batch)
@@ -123,9 +135,12 @@ class Chain:
             record.skip_reason = getattr(stop[1], "reason", None)
             record.exc_info = stop
             return entered
-        for middleware in batch._wrapping:
+        for middleware, wrap in batch._steps:
+            if wrap is None:
+                entered.append(_ON_FAILURE)
+                continue
             try:
-                hook = middleware.wrap_record(record)
+                hook = wrap(record)
                 next(hook)
             except FailRecord as guard:
                 record.outcome = Outcome.SKIPPED
@@ -149,30 +164,49 @@ class Chain:
 
     def exit(self, record: RecordContext, entered: list[Iterator[None] | None], entry: Any) -> None:
         """Classify the core's result, update the batch summary, resume middlewares inside-out."""
-        if record.outcome is not Outcome.SKIPPED:
-            outcome = record.outcome = _classify(entry if record.outcome is None else None, record.exc_info)
-            if outcome is Outcome.SUCCESS:
-                record.result = entry[1]
-            elif outcome is Outcome.SKIPPED:
-                record.skip_reason = FIFO_SHORT_CIRCUIT
-        _count(record.batch, record.outcome, record.raw)
-        middlewares = record.batch._wrapping
+        batch = record.batch
+        if record.outcome is None and type(entry) is tuple and entry and entry[0] == "success":
+            # The common case, inlined (every call saved is ~5 % of a bare record).
+            record.outcome = Outcome.SUCCESS
+            record.result = entry[1]
+            batch.summary.successes += 1
+        else:
+            if record.outcome is not Outcome.SKIPPED:
+                outcome = record.outcome = _classify(entry if record.outcome is None else None, record.exc_info)
+                if outcome is Outcome.SUCCESS:
+                    record.result = entry[1]
+                elif outcome is Outcome.SKIPPED:
+                    record.skip_reason = FIFO_SHORT_CIRCUIT
+            _count(batch, record.outcome, record.raw)
+        if batch.durations_ns is not None and record.outcome is not Outcome.SKIPPED:
+            batch.durations_ns.append(record.duration_ns)
+        steps = batch._steps
         position = len(entered)
         while position:
             position -= 1
             hook = entered[position]
             if hook is None:
                 continue
+            if hook is _ON_FAILURE:
+                if record.outcome is Outcome.FAILURE:
+                    try:
+                        steps[position][0].on_record_failed(record)
+                    except Exception as exc:
+                        _contain(batch, steps[position][0], "on_record_failed", exc)
+                    except BaseException:
+                        _unwind(entered[:position])
+                        raise
+                continue
             try:
                 if next(hook, _DONE) is _DONE:
                     continue
             except Exception as exc:
-                _contain(record.batch, middlewares[position], "wrap_record", exc)
+                _contain(record.batch, steps[position][0], "wrap_record", exc)
                 continue
             except BaseException:
                 _unwind(entered[:position])
                 raise
-            middleware = middlewares[position]
+            middleware = steps[position][0]
             _contain(record.batch, middleware, "wrap_record", RuntimeError("wrap_record yielded twice"))
             close = getattr(hook, "close", None)
             if close is not None:
@@ -218,9 +252,24 @@ def release_resolved(batch: BatchContext, processor: Any) -> None:
         del exceptions[position], fail_messages[position]
 
 
-def tally(batch: BatchContext, raw: Any, entry: Any, exc_info: Any) -> None:
-    """Count a record no middleware wrapped (all skipped their hooks): the summary stays exact."""
-    _count(batch, _classify(entry, exc_info), raw)
+def settle(batch: BatchContext, raw: Any, index: int, entry: Any, exc_info: Any, duration_ns: int) -> None:
+    """A record no middleware wrapped: count it (the summary stays exact), keep its duration, and only if it
+    failed build its ``RecordContext`` for the ``on_record_failed`` hooks, innermost first."""
+    outcome = _classify(entry, exc_info)
+    _count(batch, outcome, raw)
+    if outcome is Outcome.SKIPPED:
+        return
+    if batch.durations_ns is not None:
+        batch.durations_ns.append(duration_ns)
+    if outcome is not Outcome.FAILURE or not batch._steps:
+        return
+    record = RecordContext(batch, raw, index)
+    record.outcome, record.exc_info, record.duration_ns = outcome, exc_info, duration_ns
+    for middleware, _ in reversed(batch._steps):
+        try:
+            middleware.on_record_failed(record)
+        except Exception as exc:
+            _contain(batch, middleware, "on_record_failed", exc)
 
 
 def _count(batch: BatchContext, outcome: Outcome | None, raw: Any) -> None:

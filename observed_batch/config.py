@@ -11,7 +11,6 @@ its ``name``). ``OBSERVED_BATCH_DISABLED=true`` skips all of it.
 from __future__ import annotations
 
 import ast
-import difflib
 import importlib
 import importlib.util
 import inspect
@@ -209,6 +208,8 @@ def _closest(word: str, candidates: Collection[str], prefix: str = "") -> str | 
     """The candidate closest to ``word``, compared without their common ``prefix`` (which would make
     every ``OBSERVED_BATCH_*`` name look alike)."""
     rest = {candidate[len(prefix) :]: candidate for candidate in candidates if candidate.startswith(prefix)}
+    import difflib  # only on a configuration error: not at every cold start
+
     matches = difflib.get_close_matches(word[len(prefix) :], list(rest), n=1)
     return rest[matches[0]] if matches else None
 

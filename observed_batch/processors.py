@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor as _PtSqsFifoPartialProcessor
 
 from observed_batch import _compat, sources
-from observed_batch.chain import Chain, release_resolved, tally
+from observed_batch.chain import Chain, release_resolved, settle
 from observed_batch.config import Config, build_middlewares
 from observed_batch.redaction import Redaction
 from observed_batch.typing import BatchContext, Middleware, Outcome, RecordContext
@@ -161,21 +161,26 @@ class BatchProcessor(_Observed, _PtBatchProcessor):
             batch._arrived(record)
         exceptions = self.exceptions
         known = len(exceptions)
-        if not batch._wrapping:
-            # No middleware wraps records in this batch: Powertools' core, then a count for the summary.
-            batch._next_index += 1
+        index = batch._next_index
+        batch._next_index = index + 1
+        if not batch._wraps:
+            # No middleware wraps records in this batch: Powertools' core, then a count for the summary (and
+            # the record's duration when a middleware asked); only a failure builds a RecordContext.
+            durations = batch.durations_ns
+            started = perf_counter_ns() if durations is not None else 0
             try:
                 entry = self._ob_core(record)
             except BaseException:
-                tally(batch, record, None, None)
+                settle(batch, record, index, None, sys.exc_info(), perf_counter_ns() - started)
                 raise
             if len(exceptions) == known and type(entry) is tuple and entry and entry[0] == "success":
                 batch.summary.successes += 1  # the common case, inlined
+                if durations is not None:
+                    durations.append(perf_counter_ns() - started)
             else:
-                tally(batch, record, entry, exceptions[-1] if len(exceptions) > known else None)
+                exc_info = exceptions[-1] if len(exceptions) > known else None
+                settle(batch, record, index, entry, exc_info, perf_counter_ns() - started)
             return entry
-        index = batch._next_index
-        batch._next_index = index + 1
         context = RecordContext(batch, record, index)
         chain = self._ob_chain
         entered = chain.enter(context)
@@ -225,18 +230,20 @@ class AsyncBatchProcessor(_Observed, _PtAsyncBatchProcessor):
             return await super()._async_process_record(record)
         if batch._streamed:
             batch._arrived(record)
-        if not batch._wrapping:
-            batch._next_index += 1
+        index = batch._next_index
+        batch._next_index = index + 1
+        if not batch._steps:
+            # No middleware takes part in records (failure hooks need the exception, which only the
+            # ContextVar below carries here): Powertools' core, then a count and the duration.
+            started = perf_counter_ns()
             try:
                 entry = await self._ob_async_core(record)
             except BaseException:
-                tally(batch, record, None, None)
+                settle(batch, record, index, None, sys.exc_info(), perf_counter_ns() - started)
                 raise
             # No FIFO short-circuit in async processing: Powertools' entry says success or failure.
-            tally(batch, record, entry, None)
+            settle(batch, record, index, entry, None, perf_counter_ns() - started)
             return entry
-        index = batch._next_index
-        batch._next_index = index + 1
         context = RecordContext(batch, record, index)
         chain = self._ob_chain
         entered = chain.enter(context)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from aws_lambda_powertools.utilities.batch import EventType
@@ -63,9 +64,11 @@ class BatchContext:
         "_destination",
         "_next_index",
         "_resolved",
+        "_steps",
         "_stop",
         "_streamed",
-        "_wrapping",
+        "_wraps",
+        "durations_ns",
         "event_source_arn",
         "event_type",
         "is_async",
@@ -113,8 +116,14 @@ class BatchContext:
         #: Outcome counts, kept up to date as records finish; final in ``on_batch_end``.
         self.summary = BatchSummary()
         self._next_index = 0
-        #: The middlewares whose ``wrap_record`` runs for this batch's records (set by the chain).
-        self._wrapping: tuple[Middleware, ...] = ()
+        #: The middlewares taking part in this batch's records, in chain order, each with its bound
+        #: ``wrap_record`` or ``None`` when only its ``on_record_failed`` runs (set by the chain).
+        self._steps: tuple[tuple[Middleware, Callable[[RecordContext], Iterator[None]] | None], ...] = ()
+        #: Whether a step wraps records: if none does, successful records get no ``RecordContext`` at all.
+        self._wraps = False
+        #: Processing time (ns) of each record the handler ran, in completion order (skips excluded),
+        #: when a middleware of the chain sets ``needs_durations``; else ``None``.
+        self.durations_ns: array[int] | None = None
         #: Set once a ``FailRecord(rest_of_batch=True)`` stopped the batch: the ``exc_info`` every
         #: later record is failed with, without entering any middleware.
         self._stop: ExceptionInfo | None = None
@@ -137,16 +146,23 @@ class BatchContext:
         self._next_index = index + 1
         return index
 
-    def skip_record_hooks(self, middleware: Middleware) -> None:
+    def skip_record_hooks(self, middleware: Middleware, *, failures: bool = False) -> None:
         """Call from ``on_batch_start``: ``middleware.wrap_record`` is not called for this batch.
 
         For a middleware with nothing to do in this invocation (tracing when the sampler drops the
-        batch, Sentry without a DSN). Its ``on_batch_end`` still runs. Once no middleware wraps
-        records, each record costs what it costs in Powertools plus a count for the summary.
+        batch, Sentry without a DSN). Its ``on_batch_end`` still runs; with ``failures=True`` so does its
+        ``on_record_failed``. Once no middleware wraps records, each successful record costs what it costs
+        in Powertools plus a count for the summary.
         """
         if self._next_index:
             raise RuntimeError("skip_record_hooks() is for on_batch_start, before the first record starts")
-        self._wrapping = tuple(m for m in self._wrapping if m is not middleware)
+        keep = failures and type(middleware).on_record_failed is not Middleware.on_record_failed
+        self._steps = tuple(
+            step if step[0] is not middleware else (middleware, None)
+            for step in self._steps
+            if step[0] is not middleware or keep
+        )
+        self._wraps = any(wrap is not None for _, wrap in self._steps)
 
     @property
     def messaging_system(self) -> str:
@@ -182,7 +198,8 @@ class BatchContext:
         middlewares' ``flush_budget_ms`` (0 for a backend whose breaker is open, or with nothing to flush
         yet). ``timeout_guard`` keeps this much time free before each record."""
         chain = self._chain
-        return 0 if chain is None else int(chain.telemetry_budget_ms(self))
+        # Asked before every record by timeout_guard: no call at all when no middleware has a flush budget.
+        return 0 if chain is None or not chain._budget else int(chain.telemetry_budget_ms(self))
 
     def time_left_ms(self) -> int | None:
         """Milliseconds telemetry may still use: the remaining Lambda time minus ``DEADLINE_RESERVE_MS``
@@ -328,6 +345,9 @@ class Middleware:
     #: A *policy* middleware (``retry_policy``, ``stop_on_failure``) may change outcomes: resolve failed
     #: records (``RecordContext.resolve``). Telemetry middlewares leave it ``False`` and never change one.
     policy: ClassVar[bool] = False
+    #: ``True``: the chain keeps ``batch.durations_ns`` (every record's processing time) for this batch, so
+    #: that the middleware needs no per-record hook to aggregate durations (``metrics`` does this).
+    needs_durations: ClassVar[bool] = False
 
     def check_event_type(self, event_type: EventType) -> None:
         """Raise ``ConfigError`` if this middleware cannot serve records of ``event_type``. Called once,
@@ -339,6 +359,13 @@ class Middleware:
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
         """Wraps one record; yield exactly once."""
         yield
+
+    def on_record_failed(self, record: RecordContext) -> None:
+        """Runs for each record whose outcome is ``failure`` (the handler raised), never for successes or
+        skips, where ``wrap_record`` would resume (innermost middleware first). Only when ``wrap_record`` is
+        not in use: not overridden, or skipped with ``batch.skip_record_hooks(self, failures=True)``. A
+        middleware with only this hook costs nothing on successful records (no ``RecordContext`` is built).
+        """
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
         """Runs once per invocation, after the last record, also when the batch raises.

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+INVOCATION = RUN.with_name("bench_invocation.py")
 VARIANTS = (
     "bare",
     "hand_rolled",
@@ -25,6 +26,7 @@ VARIANTS = (
     "timeout_guard",
     "retry_policy_on",
     "metrics_retry_policy",
+    "metrics_sentry_logging",
     "all_on",
     "all_on_batch_span",
 )
@@ -136,3 +138,24 @@ def test_unknown_variant_is_rejected(tmp_path: Path) -> None:
     # THEN it exits 2 naming the bad key and the valid ones
     assert done.returncode == 2
     assert "unknown variant(s): metric; valid: bare, hand_rolled" in done.stdout
+
+
+def test_invocation_benchmark_reports_every_row_and_goal(tmp_path: Path) -> None:
+    # WHEN the 10-record invocation benchmark runs with tiny N
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVED_BATCH_", "SENTRY_"))}
+    done = subprocess.run(
+        [sys.executable, str(INVOCATION), "--samples", "2", "--inner", "1"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    # THEN it exits 0 with the three rows and a verdict per goal (PASS or MISS: timings are not asserted)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for heading in ("### 10 records, none failing", "### 10 records, 1 failing", "### 10 records, all failing"):
+        assert heading in done.stdout
+    goals = done.stdout.split("### Goals (issue 22)")[1]
+    assert goals.count("| PASS |") + goals.count("| MISS |") == 5

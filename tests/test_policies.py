@@ -408,7 +408,7 @@ def test_nothing_configured_costs_nothing_per_record() -> None:
     seen: list[int] = []
 
     def record_handler(record: Any) -> Any:
-        seen.append(len(processor._ob_batch._wrapping))  # type: ignore[union-attr]
+        seen.append(len(processor._ob_batch._steps))  # type: ignore[union-attr]
 
     ob.process_partial_response(sqs_event(2), record_handler, processor)
     assert seen == [0, 0]

@@ -1,0 +1,127 @@
+"""What ``sentry`` does not pay for: no per-record hook before Sentry exists, no source context for library
+frames. What it still sends is checked against the real SDK and a local receiver (tests/sentry_receiver.py)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sentry_sdk
+from record_hook import counting_record_hooks
+from sentry_receiver import SentryReceiver
+
+import observed_batch as ob
+from observed_batch.middleware import SentryMiddleware
+from observed_batch.testing import FakeLambdaContext, sqs_event
+
+
+def _reset_sentry() -> None:
+    sentry_sdk.get_client().close(timeout=0)
+    sentry_sdk.get_global_scope().set_client(None)
+    for scope in (sentry_sdk.get_global_scope(), sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()):
+        scope.clear()
+
+
+@pytest.fixture(autouse=True)
+def _sentry_state() -> Iterator[None]:
+    _reset_sentry()
+    yield
+    _reset_sentry()
+
+
+@pytest.fixture
+def receiver() -> Iterator[SentryReceiver]:
+    with SentryReceiver() as running:
+        yield running
+
+
+def handler(record: Any) -> str:
+    logging.getLogger("orders").warning("handling %s", record.body)
+    if record.body.startswith("fail"):
+        raise ValueError(f"rejected {record.body}")  # the application's frame: source context expected
+    return str(record.body)
+
+
+def run(middleware: SentryMiddleware, bodies: list[str]) -> Any:
+    processor = ob.BatchProcessor(ob.EventType.SQS, middleware=[middleware])
+    event = sqs_event(len(bodies), body=lambda i: bodies[i])
+    return ob.process_partial_response(event, handler, processor, FakeLambdaContext())
+
+
+def test_before_sentry_exists_successful_records_run_no_hook(
+    receiver: SentryReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN SENTRY_DSN and no sentry_sdk.init (Sentry is initialised at the first failure)
+    monkeypatch.setenv("SENTRY_DSN", receiver.dsn)
+    middleware = counting_record_hooks(SentryMiddleware)()
+
+    # WHEN a batch with one failure in four runs
+    response = run(middleware, ["a", "fail-b", "c", "d"])
+
+    # THEN no record was wrapped, and the failure was still captured
+    assert middleware.entered == 0
+    assert len(response["batchItemFailures"]) == 1
+    (event,) = receiver.wait_for_events(1)
+    assert event["exception"]["values"][-1]["value"] == "rejected fail-b"
+
+
+def test_the_batch_that_initialises_sentry_sends_no_other_records_breadcrumbs(
+    receiver: SentryReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN SENTRY_DSN only; every record logs a warning (a breadcrumb once Sentry's logging integration is on)
+    monkeypatch.setenv("SENTRY_DSN", receiver.dsn)
+
+    # WHEN the first and the third record fail (Sentry is initialised by the first)
+    run(SentryMiddleware(), ["fail-a", "b", "fail-c"])
+
+    # THEN neither event carries a breadcrumb of record b (nor any other record's)
+    events = receiver.wait_for_events(2)
+    crumbs = [c.get("message") for event in events for c in event.get("breadcrumbs", {}).get("values", [])]
+    assert not [c for c in crumbs if c and "handling b" in c]
+
+
+def test_source_context_only_for_the_applications_frames(receiver: SentryReceiver) -> None:
+    # GIVEN the application's Sentry with the SDK's default include_source_context=True
+    sentry_sdk.init(dsn=receiver.dsn, default_integrations=False)
+
+    # WHEN a record fails in this file's handler (called from Powertools, in site-packages)
+    run(SentryMiddleware(), ["fail-a", "b"])
+
+    # THEN the handler's frame has its source lines, Powertools' frame has none
+    (event,) = receiver.wait_for_events(1)
+    frames = event["exception"]["values"][-1]["stacktrace"]["frames"]
+    ours = [f for f in frames if f.get("function") == "handler"]
+    library = [f for f in frames if "aws_lambda_powertools" in f.get("abs_path", "")]
+    assert ours
+    assert library
+    assert 'raise ValueError(f"rejected {record.body}")' in ours[0]["context_line"]
+    assert len(ours[0]["pre_context"]) == 5
+    assert all("context_line" not in f for f in library)
+
+
+def test_no_source_context_when_the_sdk_is_told_so(receiver: SentryReceiver) -> None:
+    # GIVEN the application turned source context off
+    sentry_sdk.init(dsn=receiver.dsn, default_integrations=False, include_source_context=False)
+
+    # WHEN a record fails THEN no frame has source lines
+    run(SentryMiddleware(), ["fail-a", "b"])
+    (event,) = receiver.wait_for_events(1)
+    assert all("context_line" not in f for f in event["exception"]["values"][-1]["stacktrace"]["frames"])
+
+
+@pytest.mark.parametrize(
+    ("path", "module", "expected"),
+    [
+        ("/var/task/app.py", "app", True),
+        ("/var/task/aws_lambda_powertools/batch/base.py", "aws_lambda_powertools.batch.base", False),
+        ("/opt/python/lib/python3.12/site-packages/orders/models.py", "orders.models", False),
+        ("<frozen runpy>", None, False),
+    ],
+)
+def test_which_frames_are_the_applications(path: str, module: Any, expected: bool) -> None:
+    from observed_batch.middleware._sentry_event import is_application_frame
+
+    # GIVEN a frame's path and module WHEN classified THEN bundled libraries and site-packages are not the app's
+    assert is_application_frame(path, module) is expected
