@@ -23,3 +23,13 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
         structlog.reset_defaults()
         structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture
+def clean_sentry() -> Iterator[None]:
+    """For tests that initialise Sentry: every one starts and ends without a client or scope data."""
+    from sentry_receiver import reset_sentry
+
+    reset_sentry()
+    yield
+    reset_sentry()

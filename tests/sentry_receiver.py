@@ -25,7 +25,12 @@ from typing import Any, Literal
 
 from loopback_http import LoopbackServer, QuietHandler, unused_port
 
-__all__ = ["Envelope", "SentryReceiver", "refused_dsn"]
+__all__ = [
+    "Envelope",
+    "SentryReceiver",
+    "refused_dsn",
+    "reset_sentry",
+]
 
 _ENVELOPE_PATH = re.compile(r"^/api/(?P<project>[^/]+)/envelope/?$")
 #: How long a hanging request is held at most, so a forgotten receiver cannot block a test run.
@@ -174,6 +179,16 @@ class SentryReceiver(LoopbackServer):
 
     def _event_payloads(self) -> list[dict[str, Any]]:
         return [payload for envelope in self.envelopes for payload in envelope.payloads("event")]
+
+
+def reset_sentry() -> None:
+    """sentry_sdk keeps its client and scopes in process globals: no client, empty scopes."""
+    import sentry_sdk
+
+    sentry_sdk.get_client().close(timeout=0)
+    sentry_sdk.get_global_scope().set_client(None)
+    for scope in (sentry_sdk.get_global_scope(), sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()):
+        scope.clear()
 
 
 def refused_dsn() -> str:

@@ -61,13 +61,6 @@ def env_tracing(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Non
         created.shutdown()
 
 
-@pytest.fixture
-def sentry_state() -> Iterator[None]:
-    yield
-    sentry_sdk.get_client().close(timeout=0)
-    sentry_sdk.get_global_scope().set_client(None)
-
-
 def init_sentry(dsn: str) -> None:
     sentry_sdk.init(dsn=dsn, default_integrations=False, auto_enabling_integrations=False)
 
@@ -241,7 +234,7 @@ def test_without_an_endpoint_one_warning_at_cold_start_says_where_spans_go(
 
 
 # -- Sentry -------------------------------------------------------------------------------------------------
-@pytest.mark.usefixtures("sentry_state")
+@pytest.mark.usefixtures("clean_sentry")
 @pytest.mark.parametrize("backend", ["refused", "never-answers"])
 def test_a_dead_sentry_costs_one_invocation_then_its_events_are_counted_not_sent(
     backend: str, caplog: pytest.LogCaptureFixture
@@ -266,7 +259,7 @@ def test_a_dead_sentry_costs_one_invocation_then_its_events_are_counted_not_sent
     assert len(breaker_lines(caplog, "sentry")) == 1
 
 
-@pytest.mark.usefixtures("sentry_state")
+@pytest.mark.usefixtures("clean_sentry")
 def test_an_invocation_without_failures_does_not_flush_sentry() -> None:
     # GIVEN Sentry pointed at a server that never answers
     with Blackhole() as hole:
@@ -281,7 +274,7 @@ def test_an_invocation_without_failures_does_not_flush_sentry() -> None:
     assert hole.accepted == 0
 
 
-@pytest.mark.usefixtures("sentry_state")
+@pytest.mark.usefixtures("clean_sentry")
 def test_sentry_recovers_when_the_backoff_has_passed() -> None:
     # GIVEN a Sentry DSN on a port where nothing listens yet, and a short backoff
     port = unused_port()
@@ -319,7 +312,7 @@ class WallClockContext(FakeLambdaContext):
         self.deadline = time.monotonic() + budget_ms / 1000.0
 
 
-@pytest.mark.usefixtures("sentry_state")
+@pytest.mark.usefixtures("clean_sentry")
 def test_dead_backends_and_slow_records_never_push_an_invocation_past_its_deadline(
     env_tracing: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:

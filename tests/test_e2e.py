@@ -30,7 +30,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from e2e_poller import Invocation, KinesisEventSourceMapping, SqsEventSourceMapping
 from moto_server import FAKE_CREDENTIALS, REGION, moto_server, unique_name
-from sentry_receiver import SentryReceiver
+from sentry_receiver import SentryReceiver, reset_sentry
 
 from observed_batch import BatchProcessor, EventType, SqsFifoPartialProcessor, process_partial_response
 from observed_batch.cli._common import Telemetry
@@ -65,15 +65,6 @@ class Observed:
 
     def spans(self) -> list[Any]:
         return list(self.exporter.get_finished_spans()) if self.exporter is not None else []
-
-
-def _reset_sentry() -> None:
-    import sentry_sdk
-
-    sentry_sdk.get_client().close(timeout=0)
-    sentry_sdk.get_global_scope().set_client(None)
-    for scope in (sentry_sdk.get_global_scope(), sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()):
-        scope.clear()
 
 
 @contextmanager
@@ -113,8 +104,8 @@ def observed_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Observed]:
         if "sentry" in AVAILABLE:
             # sentry_sdk keeps its client in process globals: start and end without one, so that the
             # middleware initializes it from SENTRY_DSN at cold start, as in Lambda.
-            _reset_sentry()
-            stack.callback(_reset_sentry)
+            reset_sentry()
+            stack.callback(reset_sentry)
             observed.sentry = stack.enter_context(SentryReceiver())
             monkeypatch.setenv("SENTRY_DSN", observed.sentry.dsn)
         yield observed

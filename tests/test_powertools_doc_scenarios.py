@@ -22,7 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import batch as pt
 from moto import mock_aws
 from moto_server import FAKE_CREDENTIALS_ENV, REGION, unique_name
-from sentry_receiver import SentryReceiver
+from sentry_receiver import SentryReceiver, reset_sentry
 
 import observed_batch as ob
 from observed_batch.testing import FakeLambdaContext, sqs_event
@@ -36,20 +36,13 @@ def _middleware_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OBSERVED_BATCH_MIDDLEWARE", "metrics,logging")
 
 
-def _reset_sentry() -> None:
-    sentry_sdk.get_client().close(timeout=0)
-    sentry_sdk.get_global_scope().set_client(None)
-    for scope in (sentry_sdk.get_global_scope(), sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()):
-        scope.clear()
-
-
 @pytest.fixture
 def receiver() -> Iterator[SentryReceiver]:
     # sentry_sdk keeps its client and scopes in process globals: start and end clean.
-    _reset_sentry()
+    reset_sentry()
     with SentryReceiver() as running:
         yield running
-    _reset_sentry()
+    reset_sentry()
 
 
 def order(index: int) -> dict[str, Any]:

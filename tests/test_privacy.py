@@ -50,10 +50,8 @@ def sinks() -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(autouse=True)
-def _sentry_state() -> Iterator[None]:
-    yield
-    sentry_sdk.get_client().close(timeout=0)
-    sentry_sdk.get_global_scope().set_client(None)
+def _sentry_state(clean_sentry: None) -> None:
+    """Every test here starts and ends without a Sentry client (see conftest.clean_sentry)."""
 
 
 class Captured:

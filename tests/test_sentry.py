@@ -42,19 +42,9 @@ BODY_MARKER = "BODY-MARKER-7f3a"
 
 
 # -- fixtures and helpers -----------------------------------------------------------------------------
-def _reset_sentry() -> None:
-    sentry_sdk.get_client().close(timeout=0)
-    sentry_sdk.get_global_scope().set_client(None)
-    for scope in (sentry_sdk.get_global_scope(), sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()):
-        scope.clear()
-
-
 @pytest.fixture(autouse=True)
-def _sentry_state() -> Iterator[None]:
-    # sentry_sdk keeps its client and scopes in process globals: every test starts and ends clean.
-    _reset_sentry()
-    yield
-    _reset_sentry()
+def _sentry_state(clean_sentry: None) -> None:
+    """Every test here starts and ends without a Sentry client (see conftest.clean_sentry)."""
 
 
 @pytest.fixture

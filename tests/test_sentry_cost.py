@@ -17,18 +17,9 @@ from observed_batch.middleware import SentryMiddleware
 from observed_batch.testing import FakeLambdaContext, sqs_event
 
 
-def _reset_sentry() -> None:
-    sentry_sdk.get_client().close(timeout=0)
-    sentry_sdk.get_global_scope().set_client(None)
-    for scope in (sentry_sdk.get_global_scope(), sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()):
-        scope.clear()
-
-
 @pytest.fixture(autouse=True)
-def _sentry_state() -> Iterator[None]:
-    _reset_sentry()
-    yield
-    _reset_sentry()
+def _sentry_state(clean_sentry: None) -> None:
+    """Every test here starts and ends without a Sentry client (see conftest.clean_sentry)."""
 
 
 @pytest.fixture
