@@ -8,7 +8,7 @@ import sys
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from observed_batch.redaction import Redaction, validation_message
+from observed_batch.redaction import Redaction, is_validation_error, validation_message
 from observed_batch.sources import EVENT_SOURCES, body_text
 from observed_batch.typing import BatchContext, RecordContext
 
@@ -106,16 +106,12 @@ def redact_validation_errors(event: Event, exception: BaseException) -> dict[str
 
     Returns the first validation error's list as a context block, or ``None`` if there is none.
     """
-    pydantic_core = sys.modules.get("pydantic_core")
-    if pydantic_core is None:
-        return None
-    validation_type = pydantic_core.ValidationError
     found: list[Any] = []
     seen: set[int] = set()
     current: BaseException | None = exception
     while current is not None and id(current) not in seen and len(seen) < _MAX_CHAIN:
         seen.add(id(current))
-        if isinstance(current, validation_type):
+        if is_validation_error(current):
             found.append(current)
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     if not found:

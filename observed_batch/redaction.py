@@ -27,7 +27,15 @@ from typing import Any
 from observed_batch.errors import ConfigError
 from observed_batch.tracebacks import format_exception, safe_str
 
-__all__ = ["ENV_REDACT_PATTERNS", "PRESETS", "REDACTED", "Redaction", "clean_text", "validation_message"]
+__all__ = [
+    "ENV_REDACT_PATTERNS",
+    "PRESETS",
+    "REDACTED",
+    "Redaction",
+    "clean_text",
+    "is_validation_error",
+    "validation_message",
+]
 
 ENV_REDACT_PATTERNS = "OBSERVED_BATCH_REDACT_PATTERNS"
 REDACTED = "[REDACTED]"
@@ -39,7 +47,6 @@ PRESETS: Mapping[str, str] = {
     "bearer": r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+",
 }
 _MAX_VALIDATION_ERRORS = 10
-_MAX_CHAIN = 10
 
 
 def clean_text(text: str) -> str:
@@ -63,9 +70,16 @@ def validation_message(error: Any) -> str:
     return f"{count} validation error{'s' if count != 1 else ''} for {error.title}: {'; '.join(parts)}{more}"
 
 
-def _is_validation_error(exc: BaseException) -> bool:
+def is_validation_error(exc: BaseException) -> bool:
     pydantic_core = sys.modules.get("pydantic_core")  # loaded by whoever raised one: never imported here
     return pydantic_core is not None and isinstance(exc, pydantic_core.ValidationError)
+
+
+def _message(exc: BaseException, include_input_values: bool) -> str:
+    """An exception's message; a pydantic ``ValidationError``'s without its input values unless asked."""
+    if not include_input_values and is_validation_error(exc):
+        return validation_message(exc)
+    return safe_str(exc)
 
 
 class Redaction:
@@ -110,20 +124,12 @@ class Redaction:
         return value
 
     def exception_message(self, exc: BaseException, include_input_values: bool = False) -> str:
-        if not include_input_values and _is_validation_error(exc):
-            return self.text(validation_message(exc))
-        return self.text(safe_str(exc))
+        return self.text(_message(exc, include_input_values))
 
     def exception_text(self, exc: BaseException, tb: TracebackType | None, include_input_values: bool = False) -> str:
         """The formatted traceback (chained exceptions and groups included) with each message rendered as
         ``exception_message`` renders it."""
-
-        def message(error: BaseException) -> str:
-            if not include_input_values and _is_validation_error(error):
-                return validation_message(error)
-            return safe_str(error)
-
-        return self.text(format_exception(exc, tb, message=message))
+        return self.text(format_exception(exc, tb, message=lambda error: _message(error, include_input_values)))
 
 
 def _parse_patterns(raw: str) -> list[str]:
