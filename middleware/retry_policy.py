@@ -100,7 +100,7 @@ class RetryPolicyMiddleware(Middleware):
             "not import is a `ConfigError` at cold start. Subclasses match.",
             default_doc="none",
             accepts=lambda value: isinstance(value, Sequence),
-            expects="dotted names, comma-separated, or a list of exception classes or their names",
+            expects="a list of exception classes or their dotted names",
         ),
         Option(
             "on_non_retryable",

@@ -317,9 +317,7 @@ def test_every_builtin_declares_exactly_its_constructor_options() -> None:
         declaration = config.declared_options(name)
         assert declaration is not None
         assert isinstance(getattr(cls, "OPTIONS", None), Options), name
-        parameters = {
-            p.name: p.default for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY
-        }
+        parameters = {p.name: p.default for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY}
 
         # THEN they name the same options with the same defaults, and every default passes its own check
         assert list(declaration) == list(parameters), name
