@@ -99,24 +99,14 @@ class LoggingMiddleware(Middleware):
             "Fraction of successes that get a line, chosen at random per record.",
             max=1,
         ),
-        Option(
-            "max_failed_ids",
-            int,
-            50,
-            "Cap of `failed_message_ids` in the summary (`failures` still counts all).",
-        ),
+        Option("max_failed_ids", int, 50, "Cap of `failed_message_ids` in the summary (`failures` still counts all)."),
         Option(
             "max_traceback_chars",
             int,
             4096,
             "Traceback size; the end is kept (innermost frames, exception line). `0` leaves `exception` out.",
         ),
-        Option(
-            "max_message_chars",
-            int,
-            1024,
-            "Cap of `exc_message`.",
-        ),
+        Option("max_message_chars", int, 1024, "Cap of `exc_message`."),
         Option(
             "include_body",
             bool,

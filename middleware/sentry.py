@@ -136,12 +136,7 @@ class SentryMiddleware(Middleware):
     name = "sentry"
     #: Every option, declared once: validation (env, pyproject, code) and the docs come from here.
     OPTIONS: ClassVar[Options] = Options(
-        Option(
-            "include_body",
-            bool,
-            False,
-            "attach the record body as `extra.record_body`",
-        ),
+        Option("include_body", bool, False, "attach the record body as `extra.record_body`"),
         Option(
             "max_body_bytes",
             int,
@@ -156,10 +151,7 @@ class SentryMiddleware(Middleware):
             "exception events per invocation; the rest go into one summary event (`0`: summary only)",
         ),
         Option(
-            "flush_timeout_ms",
-            int,
-            2000,
-            "longest wait for delivery at the end of each invocation (`0`: no flush)",
+            "flush_timeout_ms", int, 2000, "longest wait for delivery at the end of each invocation (`0`: no flush)"
         ),
         Option(
             "include_local_variables",

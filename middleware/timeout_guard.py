@@ -97,10 +97,7 @@ class TimeoutGuardMiddleware(Middleware):
     #: Every option, declared once: validation (env, pyproject, code) and the docs come from here.
     OPTIONS: ClassVar[Options] = Options(
         Option(
-            "min_remaining_ms",
-            int,
-            DEFAULT_MIN_REMAINING_MS,
-            "Never start a record with less time left than this.",
+            "min_remaining_ms", int, DEFAULT_MIN_REMAINING_MS, "Never start a record with less time left than this."
         ),
         Option(
             "remaining_fraction",
@@ -109,12 +106,7 @@ class TimeoutGuardMiddleware(Middleware):
             "... or less than this fraction of the time left when the batch started, if larger.",
             below=1,
         ),
-        Option(
-            "estimate",
-            bool,
-            True,
-            "Add the moving average of this batch's record durations to the margin.",
-        ),
+        Option("estimate", bool, True, "Add the moving average of this batch's record durations to the margin."),
         Option(
             "clock",
             None,

@@ -109,23 +109,24 @@ class Option(NamedTuple):
             if value not in kind:
                 raise ConfigError(f"{where}={value!r} is not one of: {', '.join(kind)}")
             return value
+        given = value
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             what = self.expects or f"of type {kind.__name__}"
-            raise ConfigError(f"{where}={value!r} must be {what}")
+            raise ConfigError(f"{where}={given!r} must be {what}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            self._check_bounds(value, where)
+            self._check_bounds(value, given, where)
         return value
 
-    def _check_bounds(self, value: float, where: str) -> None:
+    def _check_bounds(self, value: float, given: object, where: str) -> None:
         if self.min is not None and value < self.min:
             rule = "must not be negative" if self.min == 0 else f"must be at least {self.min}"
-            raise ConfigError(f"{where}={value!r} {rule}")
+            raise ConfigError(f"{where}={given!r} {rule}")
         if self.max is not None and value > self.max:
-            raise ConfigError(f"{where}={value!r} must be at most {self.max}")
+            raise ConfigError(f"{where}={given!r} must be at most {self.max}")
         if self.below is not None and value >= self.below:
-            raise ConfigError(f"{where}={value!r} must be below {self.below}")
+            raise ConfigError(f"{where}={given!r} must be below {self.below}")
 
     def describe(self) -> str:
         """What a valid value is, in words: ``an integer >= 64``, ``one of: otel, xray``."""
@@ -137,11 +138,11 @@ class Option(NamedTuple):
         if kind is int or kind is float:
             text = "an integer" if kind is int else "a number"
             bounds = [
-                f">= {self.min}" if self.min is not None else "",
-                f"<= {self.max}" if self.max is not None else "",
+                f"{sign} {bound:g}"
+                for sign, bound in ((">=", self.min), ("<=", self.max), ("<", self.below))
+                if bound is not None
             ]
-            bounds.append(f"< {self.below}" if self.below is not None else "")
-            return " ".join([text, *(b for b in bounds if b)])
+            return f"{text} {' and '.join(bounds)}" if bounds else text
         return self.expects or ("a string" if kind is str else "a valid value")
 
 
