@@ -191,11 +191,16 @@ class Options(Mapping[str, Option]):
 
 
 def _evaluated(annotation: Any, namespace: Mapping[str, Any]) -> Any:
-    """The annotation as an object (``from __future__ import annotations`` keeps it a string)."""
+    """The annotation as an object (``from __future__ import annotations`` keeps it a string), resolved
+    by ``typing.get_type_hints`` in the middleware's module, one parameter at a time."""
     if not isinstance(annotation, str):
         return annotation
+
+    def holder() -> None: ...
+
+    holder.__annotations__ = {"value": annotation}
     try:
-        return eval(annotation, dict(namespace))
+        return typing.get_type_hints(holder, globalns=dict(namespace))["value"]
     except Exception:
         return None  # a name only imported for type checking: code only
 
