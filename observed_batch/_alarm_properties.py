@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from observed_batch._targets import Watched
 from observed_batch.metric_schema import (
     BACKEND_DIMENSION,
     OTEL_BACKEND,
@@ -15,7 +16,10 @@ from observed_batch.metric_schema import (
     TELEMETRY_DROPPED,
 )
 
-__all__ = ["AWS_METRICS", "FAILURE_RATE_EXPRESSION", "AlarmProperties"]
+#: SQS's default MessageRetentionPeriod (4 days).
+DEFAULT_QUEUE_RETENTION_S: Final = 345_600
+
+__all__ = ["AWS_METRICS", "DEFAULT_QUEUE_RETENTION_S", "FAILURE_RATE_EXPRESSION", "AlarmProperties"]
 
 #: 100 * failures / all records, over the three count metrics (ids as in the shipped dashboard).
 FAILURE_RATE_EXPRESSION: Final = "100 * failures / (successes + failures + skipped)"
@@ -36,18 +40,10 @@ AWS_METRICS: Final = (
 
 
 @dataclass(frozen=True)
-class AlarmProperties:
+class AlarmProperties(Watched):
     """Builds the properties (without name, actions and TreatMissingData) of one alarm."""
 
-    function: str
-    namespace: str
-    service: str
-    queue: str | None
-    dlq: str | None
-    stream: str | None
-    kafka_topic: str | None
-    timeout_s: int | None
-    queue_retention_s: int
+    queue_retention_s: int = DEFAULT_QUEUE_RETENTION_S
 
     def build(self, suffix: str, threshold: float, backend: str) -> dict[str, Any]:
         method = getattr(self, "_" + suffix.replace("-", "_"))
@@ -103,7 +99,7 @@ class AlarmProperties:
 
     def _iterator_age(self, age_ms: int, _: str) -> dict[str, Any]:
         return {
-            "AlarmDescription": f"{self.function} is more than {age_ms} ms behind its stream {self.stream} for 5"
+            "AlarmDescription": f"{self.function} is more than {age_ms} ms behind its stream {self.stream_name} for 5"
             " minutes; records expire at the end of the stream's retention. What to do: check the errors alarm (a"
             " failing batch blocks its shard until retries run out: BisectBatchOnFunctionError, MaximumRetryAttempts,"
             " an on-failure destination), raise ParallelizationFactor or the shard count, or speed up the handler.",

@@ -11,14 +11,12 @@ that prefix. An optional SNS topic (parameter ``AlarmTopicArn``) is notified on 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from typing import Any, Final, Literal
+from dataclasses import dataclass, fields, replace
+from typing import Any, Final, Literal, Unpack
 
-from observed_batch._alarm_properties import FAILURE_RATE_EXPRESSION, AlarmProperties
-from observed_batch._names import checked
+from observed_batch._alarm_properties import DEFAULT_QUEUE_RETENTION_S, FAILURE_RATE_EXPRESSION, AlarmProperties
+from observed_batch._targets import Targets, Watched
 from observed_batch.errors import ConfigError
-from observed_batch.metric_schema import DEFAULT_NAMESPACE, DEFAULT_SERVICE, TELEMETRY_BACKENDS
 
 __all__ = [
     "ALARMS",
@@ -34,8 +32,6 @@ __all__ = [
 
 #: Every alarm of the pack is named ``<function><ALARM_NAME_INFIX><suffix>``.
 ALARM_NAME_INFIX: Final = "-batch-"
-#: SQS's default MessageRetentionPeriod (4 days), assumed when the queue's is not given.
-DEFAULT_QUEUE_RETENTION_S: Final = 345_600
 
 Requires = Literal["function", "queue", "dlq", "stream", "kafka", "timeout", "backend"]
 TreatMissingData = Literal["notBreaching", "breaching", "ignore", "missing"]
@@ -121,93 +117,48 @@ def _applies(spec: AlarmSpec, sources: dict[str, Any]) -> bool:
     return spec.requires in ("function", "backend") or sources.get(spec.requires) is not None
 
 
-def _instances(function: str, sources: dict[str, Any], backends: Sequence[str]) -> list[tuple[AlarmSpec, str, str]]:
+def _instances(watched: Watched) -> list[tuple[AlarmSpec, str, str]]:
     """(spec, logical id, alarm name) of every alarm that applies; one per backend for telemetry."""
     result = []
+    prefix = alarm_name_prefix(watched.function)
+    sources = watched.sources
     for spec in ALARMS:
         if not _applies(spec, sources):
             continue
         if spec.requires == "backend":
-            for backend in backends:
-                logical_id = f"{spec.logical_id}{backend.capitalize()}Alarm"
-                result.append((spec, logical_id, f"{alarm_name_prefix(function)}{spec.suffix}-{backend}"))
+            for backend in dict.fromkeys(watched.telemetry_backends):
+                result.append(
+                    (spec, f"{spec.logical_id}{backend.capitalize()}Alarm", f"{prefix}{spec.suffix}-{backend}")
+                )
         else:
-            result.append((spec, spec.logical_id, f"{alarm_name_prefix(function)}{spec.suffix}"))
+            result.append((spec, spec.logical_id, f"{prefix}{spec.suffix}"))
     return result
 
 
-def _sources(
-    queue: str | None, dlq: str | None, stream: str | None, table: str | None, kafka_topic: str | None, timeout_s: Any
-) -> dict[str, Any]:
-    return {
-        "queue": queue,
-        "dlq": dlq,
-        "stream": stream if stream is not None else table,
-        "kafka": kafka_topic,
-        "timeout": timeout_s,
-    }
-
-
-def alarm_names(
-    function: str,
-    *,
-    queue: str | None = None,
-    dlq: str | None = None,
-    stream: str | None = None,
-    table: str | None = None,
-    kafka_topic: str | None = None,
-    timeout_s: int | None = None,
-    telemetry_backends: Sequence[str] = TELEMETRY_BACKENDS,
-) -> dict[str, str]:
+def alarm_names(function: str, **targets: Unpack[Targets]) -> dict[str, str]:
     """Logical id -> alarm name of every alarm ``render_alarms`` creates for these sources."""
-    sources = _sources(queue, dlq, stream, table, kafka_topic, timeout_s)
-    return {logical_id: name for _, logical_id, name in _instances(function, sources, telemetry_backends)}
+    # Not checked: the names may be a template's references (``${Queue.QueueName}``), as the doctor passes them.
+    return {logical_id: name for _, logical_id, name in _instances(Watched(function, **targets))}
 
 
 def render_alarms(
     *,
     function: str,
-    namespace: str = DEFAULT_NAMESPACE,
-    service: str = DEFAULT_SERVICE,
-    queue: str | None = None,
-    dlq: str | None = None,
-    stream: str | None = None,
-    table: str | None = None,
-    kafka_topic: str | None = None,
-    timeout_s: int | None = None,
     queue_retention_s: int = DEFAULT_QUEUE_RETENTION_S,
-    telemetry_backends: Sequence[str] = TELEMETRY_BACKENDS,
     thresholds: Thresholds | None = None,
     sns_topic_arn: str = "",
+    **targets: Unpack[Targets],
 ) -> dict[str, Any]:
-    """The alarm pack for one function as a CloudFormation template. Raises ``ConfigError`` on bad input."""
-    checked(
-        "alarms",
-        function=function,
-        namespace=namespace,
-        service=service,
-        queue=queue,
-        dlq=dlq,
-        stream=stream,
-        table=table,
-        kafka_topic=kafka_topic,
-    )
-    for key, value in (("timeout_s", timeout_s), ("queue_retention_s", queue_retention_s)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"alarms {key}={value!r} is not valid: a whole number of seconds >= 1")
-    unknown = sorted(set(telemetry_backends) - set(TELEMETRY_BACKENDS))
-    if unknown:
-        raise ConfigError(
-            f"alarms telemetry backend {unknown[0]!r} is not valid; valid: {', '.join(TELEMETRY_BACKENDS)}"
-        )
+    """The alarm pack for one function as a CloudFormation template (``targets``: what it watches, as
+    ``dashboards.render`` takes them). Raises ``ConfigError`` on bad input."""
+    retention = queue_retention_s
+    if isinstance(retention, bool) or not isinstance(retention, int) or retention < 1:
+        raise ConfigError(f"alarms queue_retention_s={retention!r} is not valid: a whole number of seconds >= 1")
+    builder = replace(AlarmProperties.of("alarms", function, targets), queue_retention_s=retention)
     limits = thresholds or Thresholds()
-    builder = AlarmProperties(
-        function, namespace, service, queue, dlq, stream or table, kafka_topic, timeout_s, queue_retention_s
-    )
-    sources = _sources(queue, dlq, stream, table, kafka_topic, timeout_s)
     actions = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
     resources: dict[str, Any] = {}
-    for spec, logical_id, name in _instances(function, sources, list(dict.fromkeys(telemetry_backends))):
+    for spec, logical_id, name in _instances(builder):
         backend = name.rsplit("-", 1)[-1] if spec.requires == "backend" else ""
         properties = {"AlarmName": name, **builder.build(spec.suffix, getattr(limits, spec.threshold), backend)}
         properties["TreatMissingData"] = spec.treat_missing_data
