@@ -11,16 +11,26 @@ that prefix. An optional SNS topic (parameter ``AlarmTopicArn``) is notified on 
 
 from __future__ import annotations
 
+import importlib.resources
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final, Literal, Unpack
 
-from observed_batch._alarm_properties import DEFAULT_QUEUE_RETENTION_S, FAILURE_RATE_EXPRESSION, AlarmProperties
+from observed_batch._alarm_properties import (
+    DEFAULT_QUEUE_RETENTION_S,
+    FAILURE_RATE_EXPRESSION,
+    AlarmProperties,
+    aws_metrics,
+    check_metric,
+)
 from observed_batch._targets import Targets, Watched
 from observed_batch.errors import ConfigError
 
 __all__ = [
     "ALARMS",
     "ALARM_NAME_INFIX",
+    "AWS_METRICS",
     "DEFAULT_QUEUE_RETENTION_S",
     "FAILURE_RATE_EXPRESSION",
     "AlarmSpec",
@@ -64,7 +74,7 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class AlarmSpec:
-    """One alarm of the pack, described once for the template, the CLI and the docs."""
+    """One alarm of the pack (an entry of ``dashboards/alarm-pack.json``): for the template, the CLI and the docs."""
 
     suffix: str
     logical_id: str
@@ -73,39 +83,29 @@ class AlarmSpec:
     treat_missing_data: TreatMissingData
     missing_data_reason: str
     watches: str
+    #: ``str.format`` template over ``AlarmProperties``' values (function, queue, threshold, age_s, ...).
+    description: str
+    #: The failure-rate math, one of our metrics (``own``), or an AWS metric of a watched resource.
+    metric: Mapping[str, Any]
+    #: Which value is the threshold, the operator, evaluation periods and datapoints.
+    compare: Mapping[str, Any]
 
 
-ALARMS: Final = (
-    AlarmSpec("failure-rate", "BatchFailureRateAlarm", "function", "failure_rate_percent", "notBreaching",
-              "no records, no failures", "100 x BatchRecordFailures / (successes + failures + skipped), 2 of 3 min"),
-    AlarmSpec("dlq-depth", "BatchDlqDepthAlarm", "dlq", "dlq_visible_messages", "notBreaching",
-              "SQS stops publishing for a queue idle for 6 h, and an idle DLQ is empty",
-              "DLQ ApproximateNumberOfMessagesVisible (fires on redrive too, unlike NumberOfMessagesSent)"),
-    AlarmSpec("dlq-age", "BatchDlqAgeAlarm", "dlq", "dlq_age_s", "notBreaching",
-              "SQS stops publishing for a queue idle for 6 h, and an idle DLQ is empty",
-              "DLQ ApproximateAgeOfOldestMessage: a DLQ nobody drains"),
-    AlarmSpec("queue-age", "BatchQueueAgeAlarm", "queue", "queue_age_percent_of_retention", "notBreaching",
-              "SQS stops publishing for an idle queue, which has no message to expire",
-              "source queue ApproximateAgeOfOldestMessage against its retention period"),
-    AlarmSpec("iterator-age", "BatchIteratorAgeAlarm", "stream", "iterator_age_ms", "ignore",
-              "no data means no invocations: a consumer that fell behind and then stalled stays in ALARM",
-              "Lambda IteratorAge (Kinesis, DynamoDB Streams), 5 of 5 min"),
-    AlarmSpec("kafka-offset-lag", "BatchKafkaOffsetLagAlarm", "kafka", "kafka_offset_lag", "ignore",
-              "no data means no invocations: a consumer that fell behind and then stalled stays in ALARM",
-              "Lambda OffsetLag (MSK, self-managed Kafka), 5 of 5 min"),
-    AlarmSpec("throttles", "BatchThrottlesAlarm", "function", "throttles", "notBreaching",
-              "Lambda publishes Throttles only when it was asked to run the function",
-              "Lambda Throttles, 5 min"),
-    AlarmSpec("errors", "BatchErrorsAlarm", "function", "errors", "notBreaching",
-              "no invocations, no errors", "Lambda Errors (whole invocations failed), 5 min"),
-    AlarmSpec("duration-p99", "BatchDurationAlarm", "timeout", "duration_percent_of_timeout", "notBreaching",
-              "no invocations, no duration", "Lambda Duration p99 against the function timeout, 3 of 3 min"),
-    AlarmSpec("records-skipped", "BatchRecordsSkippedAlarm", "function", "skipped_records", "notBreaching",
-              "no invocations, no skips", "BatchRecordsSkipped: timeout guard firing, FIFO short-circuit, 5 min"),
-    AlarmSpec("telemetry-dropped", "BatchTelemetryDropped", "backend", "telemetry_dropped", "notBreaching",
-              "TelemetryDropped is only emitted by invocations that dropped something: no data is the healthy state",
-              "TelemetryDropped per backend (otel, sentry): a collector or Sentry down, 5 min"),
-)  # fmt: skip
+def _load() -> tuple[AlarmSpec, ...]:
+    text = importlib.resources.files("observed_batch.dashboard_bodies").joinpath(PACK).read_text(encoding="utf-8")
+    specs = tuple(AlarmSpec(**entry) for entry in json.loads(text)["alarms"])
+    for spec in specs:
+        check_metric(spec.suffix, spec.metric)
+        if spec.threshold not in {field.name for field in fields(Thresholds)}:
+            raise ValueError(f"{PACK}: alarm {spec.suffix!r} names an unknown threshold {spec.threshold!r}")
+    return specs
+
+
+#: The pack definition, package data (shipped next to the dashboard body).
+PACK: Final = "alarm-pack.json"
+ALARMS: Final = _load()
+#: (namespace, metric, dimension) of every AWS metric an alarm reads (the dashboard shows the same).
+AWS_METRICS: Final = aws_metrics([spec.metric for spec in ALARMS])
 
 
 def alarm_name_prefix(function: str) -> str:
@@ -160,7 +160,7 @@ def render_alarms(
     resources: dict[str, Any] = {}
     for spec, logical_id, name in _instances(builder):
         backend = name.rsplit("-", 1)[-1] if spec.requires == "backend" else ""
-        properties = {"AlarmName": name, **builder.build(spec.suffix, getattr(limits, spec.threshold), backend)}
+        properties = {"AlarmName": name, **builder.build(spec, getattr(limits, spec.threshold), backend)}
         properties["TreatMissingData"] = spec.treat_missing_data
         properties["AlarmActions"] = actions
         properties["OKActions"] = actions
