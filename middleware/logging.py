@@ -27,10 +27,11 @@ from typing import Any, ClassVar, Literal
 from observed_batch.config import require_backend
 from observed_batch.errors import ConfigError
 from observed_batch.options import Option, Options, validated
+from observed_batch.text import cut, cut_bytes
 from observed_batch.tracebacks import type_name
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
-from ._log_fields import EVENT_SOURCES, BatchState, body_text, fields, identifier_text, truncate, truncate_bytes
+from ._log_fields import EVENT_SOURCES, BatchState, body_text, fields, identifier_text
 
 __all__ = ["LoggingMiddleware"]
 
@@ -242,11 +243,11 @@ class LoggingMiddleware(Middleware):
             redaction = record.batch.redaction
             line["exc_type"] = type_name(type(exc))
             message = redaction.exception_message(exc, self.include_input_values)
-            line["exc_message"] = truncate(message, self.max_message_chars)
+            line["exc_message"] = cut(message, self.max_message_chars)
             if self.max_traceback_chars:
                 tb = exc_info[2] if exc_info is not None else None
                 text = redaction.exception_text(exc, tb, self.include_input_values)
-                line["exception"] = truncate(text, self.max_traceback_chars, keep_tail=True)
+                line["exception"] = cut(text, self.max_traceback_chars, keep_tail=True)
         self._add_body(line, record)
         logger.error("record_failed", **line)
 
@@ -254,7 +255,7 @@ class LoggingMiddleware(Middleware):
         if self.include_body:
             body = body_text(record)
             if body is not None:
-                line["body"] = truncate_bytes(record.batch.redaction.text(body), self.max_body_bytes)
+                line["body"] = cut_bytes(record.batch.redaction.text(body), self.max_body_bytes)[0]
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
         state: BatchState | None = batch.scratch.get(self)

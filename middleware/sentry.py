@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from observed_batch.breaker import Breaker
 from observed_batch.options import Option, Options, validated
+from observed_batch.otel_ids import current_trace_ids
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
 from ._sentry_client import BACKEND, active_client, breaker_for, can_send, check_dsn, init_from_environment
@@ -48,7 +49,6 @@ from ._sentry_event import (
     batch_tags,
     bounded_body,
     event_options,
-    otel_trace_ids,
     record_body,
     record_context,
     record_tags,
@@ -330,7 +330,7 @@ class SentryMiddleware(Middleware):
         if state.options is not client.options and client.options.get("include_source_context", True):
             add_source_context(event, client.options.get("max_value_length"))
         validation = None if self._include_input_values else redact_validation_errors(event, exc_info[1])
-        trace_ids = otel_trace_ids()
+        trace_ids = current_trace_ids()
         redaction = record.batch.redaction
         with sentry_sdk.isolation_scope() as scope:
             if self._client is not None:
