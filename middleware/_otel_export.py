@@ -2,7 +2,9 @@
 
 - ``default_provider()``: the global tracer provider if the user (or the OTel Lambda layer) set one,
   else one built once per process from ``OTEL_*`` (``provider_from_env``).
-- Our own OTLP exporter sits behind ``GuardedSpanExporter``: a connection that is refused or times
+- Our own OTLP exporter is built on the first export (``DeferredSpanExporter``): its imports (protobuf,
+  the HTTP layer of ``_otel_compat``) are not paid by building the provider, nor ever by a process that
+  sends no span. It sits behind ``GuardedSpanExporter``: a connection that is refused or times
   out fails the export at once (the OTLP exporter would otherwise retry with backoff for up to its
   timeout, logging each retry), the failure opens the process's OTLP ``Breaker``, and while it is
   open spans are dropped and counted without touching the network. The exporter's own log lines are
@@ -29,9 +31,12 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from observed_batch.breaker import Breaker
 
+from ._otel_compat import otlp_span_exporter
+
 __all__ = [
     "COLLECTOR_CONVENTION",
     "ENV_BREAKER",
+    "DeferredSpanExporter",
     "Flusher",
     "GuardedSpanExporter",
     "default_provider",
@@ -96,7 +101,7 @@ def provider_from_env(environ: Mapping[str, str] | None = None) -> SdkTracerProv
     for name in {n.strip().lower() for n in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")} - {"", "none"}:
         exporter: SpanExporter
         if name == "otlp":
-            exporter = GuardedSpanExporter(_otlp_exporter(), ENV_BREAKER)
+            exporter = GuardedSpanExporter(DeferredSpanExporter(otlp_span_exporter), ENV_BREAKER)
             if "OTEL_TRACES_EXPORTER" not in environ and not any(environ.get(v) for v in _ENDPOINT_VARIABLES):
                 logger.warning(
                     "observed_batch tracing: no tracer provider is set and neither OTEL_EXPORTER_OTLP_ENDPOINT nor"
@@ -112,38 +117,6 @@ def provider_from_env(environ: Mapping[str, str] | None = None) -> SdkTracerProv
             continue
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
-
-
-def _otlp_exporter() -> SpanExporter:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter(session=_fail_fast_session())
-
-
-class CollectorUnreachable(Exception):
-    """The collector refused the connection or did not answer in time: not worth the exporter's retries."""
-
-
-def _fail_fast_session() -> Any:
-    """A ``requests.Session`` that turns connection errors and timeouts into ``CollectorUnreachable``,
-    which the OTLP exporter does not retry: a refused port fails the export in milliseconds.
-    A connection dropped by the collector (a stale keep-alive) is tried once more first."""
-    import requests
-
-    class FailFastSession(requests.Session):
-        def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return super().request(method, url, *args, **kwargs)
-            except requests.exceptions.Timeout as exc:
-                raise CollectorUnreachable(f"no answer from {url!s} ({type(exc).__name__})") from None
-            except requests.exceptions.ConnectionError:
-                pass
-            try:
-                return super().request(method, url, *args, **kwargs)
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                raise CollectorUnreachable(f"cannot connect to {url!s} ({type(exc).__name__})") from None
-
-    return FailFastSession()
 
 
 class _ExportLog(logging.Filter):
@@ -164,6 +137,31 @@ class _ExportLog(logging.Filter):
 _EXPORT_LOG = _ExportLog()
 for _name in _EXPORTER_LOGGERS:
     logging.getLogger(_name).addFilter(_EXPORT_LOG)
+
+
+class DeferredSpanExporter(SpanExporter):
+    """Builds its exporter with ``factory`` when the first spans are exported (on the span processor's thread)."""
+
+    def __init__(self, factory: Callable[[], SpanExporter]) -> None:
+        self._factory = factory
+        self._exporter: SpanExporter | None = None
+        self._lock = threading.Lock()
+
+    def _built(self) -> SpanExporter:
+        with self._lock:
+            if self._exporter is None:
+                self._exporter = self._factory()
+            return self._exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._built().export(spans)
+
+    def shutdown(self) -> None:
+        if self._exporter is not None:
+            self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True if self._exporter is None else self._exporter.force_flush(timeout_millis)
 
 
 class GuardedSpanExporter(SpanExporter):
