@@ -152,8 +152,16 @@ def test_the_other_backend_loads_only_its_own_package(
     assert loaded == loads
 
 
-#: What the OTLP exporter brings: its own package, protobuf (the encoder), and HTTP clients.
-_EXPORT_MODULES = ("opentelemetry.exporter", "google.protobuf", "requests", "urllib3", "http.client")
+#: What tracing loads on first use only: the OTLP exporter, protobuf (its encoder), HTTP clients, and the
+#: X-Ray propagator (for the first record with an ``AWSTraceHeader``).
+_EXPORT_MODULES = (
+    "opentelemetry.exporter",
+    "google.protobuf",
+    "requests",
+    "urllib3",
+    "http.client",
+    "opentelemetry.propagators.aws",
+)
 
 _EXPORT_REPORT = f"""
 import json, sys
@@ -198,10 +206,10 @@ def test_tracing_builds_its_provider_without_the_exporter_until_spans_are_export
     # GIVEN tracing through the provider it builds from OTEL_*, and no flush at batch end
     _require("tracing")
 
-    # WHEN a batch is traced (its spans wait in the batch span processor)
+    # WHEN a batch without X-Ray headers is traced (its spans wait in the batch span processor)
     loaded = _export_modules_loaded_by(_traced_batch(0), tmp_path, "http://127.0.0.1:9/v1/traces")
 
-    # THEN neither the OTLP exporter, protobuf nor any HTTP client was imported
+    # THEN neither the OTLP exporter, protobuf, any HTTP client nor the X-Ray propagator was imported
     assert loaded == []
 
 
