@@ -7,8 +7,8 @@ opentelemetry-exporter-http-transport 0.66b2). Through them the exporter keeps e
 while ``FailFastTransport`` sends over ``http.client``: a plain-HTTP collector next to the function (the
 collector layer's ``http://localhost:4318``) then costs no ``requests``/``urllib3`` import at cold start.
 HTTPS endpoints (certificates from ``OTEL_EXPORTER_OTLP_*CERTIFICATE``/``*CLIENT_KEY``) and proxies keep
-going through ``requests`` (its CA bundle and proxy rules), as do exporter versions without a
-``_transport`` parameter. Either way a refused connection or a timeout fails
+going through ``requests`` (its CA bundle and proxy rules), as do older exporters without pluggable
+transports (no ``opentelemetry-exporter-http-transport``). Either way a refused connection or a timeout fails
 the export at once (``CollectorUnreachable``, which the exporter does not retry): a dead collector costs
 an invocation milliseconds, not the exporter's backoff.
 """
@@ -41,15 +41,17 @@ def otlp_span_exporter() -> Any:
     if _plain_http():
         try:
             return OTLPSpanExporter(_transport=_fail_fast_transport())  # type: ignore[call-overload,unused-ignore]
-        except (ImportError, TypeError):  # an exporter without pluggable transports (before 1.45)
+        except (ImportError, TypeError):  # an older exporter without pluggable transports
             pass
     return OTLPSpanExporter(session=fail_fast_session())
 
 
 def _plain_http() -> bool:
     """True when the exporter will send over plain HTTP without a proxy (what ``http.client`` does alike)."""
-    endpoint = next((os.environ[v] for v in _ENDPOINT_VARIABLES if os.environ.get(v)), "http://")
-    return urlsplit(endpoint.strip()).scheme == "http" and not any(os.environ.get(v) for v in _PROXY_VARIABLES)
+    endpoint = urlsplit(next((os.environ[v] for v in _ENDPOINT_VARIABLES if os.environ.get(v)), "http://").strip())
+    # Credentials in the URL are requests' to send (basic auth), as are proxies.
+    plain = endpoint.scheme == "http" and endpoint.username is None
+    return plain and not any(os.environ.get(v) for v in _PROXY_VARIABLES)
 
 
 def fail_fast_session() -> Any:
