@@ -15,9 +15,11 @@ import pytest
 from loopback_http import LoopbackServer, QuietHandler
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from otlp_receiver import OtlpReceiver, closed_endpoint
 
 from observed_batch.breaker import Breaker
+from observed_batch.middleware import _otel_export as otel_export
 from observed_batch.middleware._otel_compat import otlp_span_exporter
 from observed_batch.middleware._otel_export import DeferredSpanExporter, GuardedSpanExporter
 
@@ -134,3 +136,25 @@ def test_the_deferred_exporter_is_built_by_the_first_export_only(receiver: OtlpR
     assert len(built) == 1
     assert results == [SpanExportResult.SUCCESS] * 2
     assert [s.name for s in receiver.wait_for_spans(2)] == ["a", "b"]
+
+
+def test_the_first_flush_builds_the_exporter_before_its_bounded_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the provider built from OTEL_*, its OTLP exporter factory recording the thread it runs on
+    threads: list[str] = []
+
+    def factory() -> InMemorySpanExporter:
+        threads.append(threading.current_thread().name)
+        return InMemorySpanExporter()
+
+    monkeypatch.setattr(otel_export, "otlp_span_exporter", factory)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", closed_endpoint())
+    provider = otel_export.provider_from_env()
+
+    # WHEN it is flushed twice through the Flusher, as tracing does at the end of each invocation
+    flusher = otel_export.Flusher(provider.force_flush)
+    flushed = [flusher.flush(1000), flusher.flush(1000)]
+    provider.shutdown()
+
+    # THEN the exporter was built once, on the flushing thread (its imports are not the collector's time)
+    assert flushed == [True, True]
+    assert threads == [threading.current_thread().name]
