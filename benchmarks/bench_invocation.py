@@ -174,6 +174,16 @@ def _sentry_unsent(event: dict[str, Any]) -> Invoke:
     )
 
 
+def _sentry_powertools_logging(event: dict[str, Any]) -> Invoke:
+    """``sentry`` with ``logging`` writing through a Powertools Logger (stdlib logging, which Sentry's logging
+    integration sees): one ``record_failed`` error line per failure next to the Sentry event."""
+    from observed_batch.middleware import LoggingMiddleware, SentryMiddleware
+
+    middleware = [SentryMiddleware(), LoggingMiddleware(backend="powertools")]
+    processor = ob.BatchProcessor(ob.EventType.SQS, raise_on_entire_batch_failure=False, middleware=middleware)
+    return _invoke(processor, event)
+
+
 def rows() -> list[tuple[str, int, dict[str, Callable[[dict[str, Any]], Invoke]]]]:
     """(row title, failing records, {variant: build(event) -> invoke})."""
     common: dict[str, Callable[[dict[str, Any]], Invoke]] = {
@@ -193,11 +203,12 @@ def rows() -> list[tuple[str, int, dict[str, Callable[[dict[str, Any]], Invoke]]
         "sentry middleware, events built, not sent": _sentry_unsent,
         "SDK sending only (the same envelopes, built beforehand)": _sending_only,
     }
+    sentry_dsn = {**sentry, "sentry + logging (Powertools Logger backend)": _sentry_powertools_logging}
     return [
         ("10 records, none failing", 0, common),
         ("10 records, 1 failing", 1, common),
         (SENTRY_ROW, SIZE, sentry),
-        (SENTRY_DSN_ROW, SIZE, sentry),
+        (SENTRY_DSN_ROW, SIZE, sentry_dsn),
     ]
 
 
