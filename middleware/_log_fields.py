@@ -6,9 +6,9 @@ Both backends (structlog, Powertools ``Logger``) use these, so their lines carry
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
+from observed_batch.otel_ids import current_trace_ids
 from observed_batch.sources import EVENT_SOURCES
 from observed_batch.sources import body_text as sources_body_text
 from observed_batch.typing import RecordContext
@@ -21,9 +21,6 @@ __all__ = [
     "fields",
     "identifier_text",
     "receive_count_of",
-    "trace_ids",
-    "truncate",
-    "truncate_bytes",
 ]
 
 #: Per-record context keys, bound while the record runs (the last four only when known).
@@ -37,7 +34,6 @@ CONTEXT_KEYS = (
     "trace_id",
     "span_id",
 )
-_TRUNCATED = "...[truncated]"
 
 
 class BatchState:
@@ -52,21 +48,6 @@ class BatchState:
         self.is_sqs = is_sqs
 
 
-def truncate(text: str, limit: int, keep_tail: bool = False) -> str:
-    if len(text) <= limit:
-        return text
-    if keep_tail:  # a traceback's last frames and the exception line matter most
-        return _TRUNCATED + text[len(text) - limit :]
-    return text[:limit] + _TRUNCATED
-
-
-def truncate_bytes(text: str, limit: int) -> str:
-    encoded = text.encode("utf-8")
-    if len(encoded) <= limit:
-        return text
-    return encoded[:limit].decode("utf-8", errors="ignore") + _TRUNCATED
-
-
 def body_text(record: RecordContext) -> str | None:
     """The record payload as text (``observed_batch.sources.body_text``: one rule per source)."""
     return sources_body_text(record.batch.event_type, record.raw)
@@ -76,17 +57,6 @@ def identifier_text(identifier: Any) -> str:
     if isinstance(identifier, dict):  # Kafka, as RecordContext.message_id spells it
         return f"{identifier.get('partition')}@{identifier.get('offset')}"
     return str(identifier)
-
-
-def trace_ids() -> tuple[str, str] | None:
-    """The current OTel span's W3C ids, if OTel is loaded at all (importing it is not our call)."""
-    otel_trace: Any = sys.modules.get("opentelemetry.trace")
-    if otel_trace is None:
-        return None
-    context = otel_trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
 def receive_count_of(value: Any) -> int | None:
@@ -110,7 +80,7 @@ def fields(record: RecordContext, event_source: str | None) -> dict[str, Any]:
     fifo_group = record.fifo_group
     if fifo_group is not None:
         found["fifo_group"] = fifo_group
-    trace = trace_ids()
+    trace = current_trace_ids()
     if trace is not None:
         found["trace_id"], found["span_id"] = trace
     return found

@@ -4,12 +4,12 @@ pydantic errors without their input values, the opt-in body, and the redaction o
 from __future__ import annotations
 
 import json
-import sys
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from observed_batch.redaction import Redaction, is_validation_error, validation_message
 from observed_batch.sources import EVENT_SOURCES, body_text
+from observed_batch.text import TRUNCATION_MARKER, cut_bytes
 from observed_batch.typing import BatchContext, RecordContext
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ __all__ = [
     "bounded_body",
     "event_options",
     "is_application_frame",
-    "otel_trace_ids",
     "record_body",
     "record_context",
     "record_tags",
@@ -88,17 +87,6 @@ def record_context(record: RecordContext) -> dict[str, Any]:
         "aws_request_id": getattr(batch.lambda_context, "aws_request_id", None),
     }
     return {key: value for key, value in context.items() if value is not None}
-
-
-def otel_trace_ids() -> tuple[str, str] | None:
-    """The current OpenTelemetry span's ids, if the application uses OpenTelemetry (never imported here)."""
-    trace = sys.modules.get("opentelemetry.trace")
-    if trace is None:
-        return None
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
 def redact_validation_errors(event: Event, exception: BaseException) -> dict[str, Any] | None:
@@ -182,10 +170,9 @@ def record_body(record: RecordContext) -> str | None:
 
 def bounded_body(body: str, max_bytes: int) -> Any:
     """A JSON object/array that fits goes as structure (so key-based scrubbing applies), else cut text."""
-    data = body.encode("utf-8", "replace")
-    if len(data) > max_bytes:
-        kept = data[:max_bytes].decode("utf-8", "ignore")
-        return f"{kept}...[truncated {len(data) - max_bytes} of {len(data)} bytes]"
+    kept, size = cut_bytes(body, max_bytes, marker="")
+    if size > max_bytes:
+        return f"{kept}{TRUNCATION_MARKER[:-1]} {size - max_bytes} of {size} bytes]"
     try:
         parsed = json.loads(body)
     except ValueError:

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from structlog.contextvars import bind_contextvars, merge_contextvars, reset_contextvars
 
+from observed_batch.otel_ids import current_trace_ids
 from observed_batch.typing import RecordContext
 
-from ._log_fields import CONTEXT_KEYS, EVENT_SOURCES, BatchState, fields, receive_count_of, trace_ids
+from ._log_fields import CONTEXT_KEYS, EVENT_SOURCES, BatchState, fields, receive_count_of
 
 if TYPE_CHECKING:
     from .logging import LoggingMiddleware
@@ -203,7 +204,7 @@ class StructlogBackend:
             tokens.append(count_var.set(receive_count))
         if fifo_group is not None:
             tokens.append(group_var.set(fifo_group))
-        trace = trace_ids()
+        trace = current_trace_ids()
         if trace is not None:
             tokens.append(trace_var.set(trace[0]))
             tokens.append(span_var.set(trace[1]))
