@@ -127,6 +127,37 @@ def test_source_context_only_for_the_applications_frames(receiver: SentryReceive
     assert all("context_line" not in f for f in library)
 
 
+def test_every_failure_of_a_batch_gets_the_source_context_of_its_frames(receiver: SentryReceiver) -> None:
+    # GIVEN the application's Sentry, and an event processor that changes the first event's source lines
+    def change_first(event: Any, hint: Any) -> Any:
+        if "fail-a" in event["exception"]["values"][-1]["value"]:
+            for frame in event["exception"]["values"][-1]["stacktrace"]["frames"]:
+                if frame.get("pre_context"):
+                    frame["pre_context"].append("changed by an event processor")
+        return event
+
+    sentry_sdk.init(dsn=receiver.dsn, default_integrations=False)
+    sentry_sdk.get_isolation_scope().add_event_processor(change_first)
+
+    # WHEN two records of one batch fail at the same line of this file's handler
+    run(SentryMiddleware(), ["fail-a", "b", "fail-c"])
+
+    # THEN both events carry that line's source context, each its own (the first one's change is not the second's)
+    events = receiver.wait_for_events(2)
+    handler_frames = {
+        event["exception"]["values"][-1]["value"]: next(
+            f for f in event["exception"]["values"][-1]["stacktrace"]["frames"] if f.get("function") == "handler"
+        )
+        for event in events
+    }
+    first, second = handler_frames["rejected fail-a"], handler_frames["rejected fail-c"]
+    assert 'raise ValueError(f"rejected {record.body}")' in second["context_line"]
+    assert first["context_line"] == second["context_line"]
+    assert first["pre_context"][-1] == "changed by an event processor"
+    assert len(second["pre_context"]) == 5
+    assert "changed by an event processor" not in second["pre_context"]
+
+
 def test_no_source_context_when_the_sdk_is_told_so(receiver: SentryReceiver) -> None:
     # GIVEN the application turned source context off
     sentry_sdk.init(dsn=receiver.dsn, default_integrations=False, include_source_context=False)
