@@ -87,6 +87,7 @@ class _BatchState:
         "scope",
         "scope_manager",
         "sent",
+        "source_lines",
         "suppressed",
         "suppressed_ids",
         "suppressed_types",
@@ -100,6 +101,8 @@ class _BatchState:
         self.lazy = False
         #: The client's options as events are built from them (frame locals and source context ours).
         self.options: dict[str, Any] | None = None
+        #: Source lines by frame, for the batch's events (``add_source_context``).
+        self.source_lines: dict[Any, Any] = {}
         #: Sync batches: the batch's own isolation scope (emptied of breadcrumbs as each record starts).
         self.scope_manager: Any = None
         self.scope: Any = None
@@ -328,7 +331,7 @@ class SentryMiddleware(Middleware):
 
         event, hint = event_from_exception(exc_info, client_options=state.options, mechanism=dict(_MECHANISM))
         if state.options is not client.options and client.options.get("include_source_context", True):
-            add_source_context(event, client.options.get("max_value_length"))
+            add_source_context(event, client.options.get("max_value_length"), state.source_lines)
         validation = None if self._include_input_values else redact_validation_errors(event, exc_info[1])
         trace_ids = current_trace_ids()
         redaction = record.batch.redaction
@@ -341,8 +344,9 @@ class SentryMiddleware(Middleware):
                 scope.clear_breadcrumbs()
             if redaction.active:
                 scope.add_event_processor(lambda event, hint: redact_event(event, redaction))
-            scope.set_tags(record_tags(record, trace_ids))
-            scope.set_context(_CONTEXT, record_context(record))
+            context = record_context(record)
+            scope.set_tags(record_tags(context, trace_ids))
+            scope.set_context(_CONTEXT, context)
             if validation is not None:
                 scope.set_context("validation_errors", validation)
             if self._include_body:
