@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor as _PtAsyncBatchProcessor
 from aws_lambda_powertools.utilities.batch import BatchProcessor as _PtBatchProcessor
@@ -38,6 +38,9 @@ __all__ = ["AsyncBatchProcessor", "BatchProcessor", "SqsFifoPartialProcessor"]
 # AsyncBatchProcessor runs every record in its own task with its own copy of the context.
 _CURRENT: ContextVar[RecordContext | None] = ContextVar("observed_batch_record", default=None)
 
+
+#: ``middleware=``: names or instances, in chain order (``None``: from the configuration / environment).
+MiddlewareOption: TypeAlias = "Sequence[str | Middleware] | None"
 
 _HOOKED_METHODS = (*_compat.PROCESSOR_HOOKS, "failure_handler")
 
@@ -248,7 +251,7 @@ class SqsFifoPartialProcessor(BatchProcessor, _PtSqsFifoPartialProcessor):
         skip_group_on_error: bool = False,
         logger: logging.Logger | None = None,
         *,
-        middleware: Sequence[str | Middleware] | None = None,
+        middleware: MiddlewareOption = None,
         config: Config | None = None,
     ) -> None:
         _PtSqsFifoPartialProcessor.__init__(self, model, skip_group_on_error, **logger_argument(logger))
