@@ -164,45 +164,50 @@ def finish(record: RecordContext, entry: Any, started: int = 0) -> None:
     entered = record._hooks
     # A suspended hook's frame holds the record: drop the reference back, so that no cycle outlives it.
     record._hooks = None
-    if entered:
-        _resume(record, entered)
-
-
-def _resume(record: RecordContext, entered: list[Iterator[None] | None]) -> None:
-    steps = record.batch._steps
+    if not entered:
+        return
+    steps = batch._steps
     position = len(entered)
     while position:
         position -= 1
         hook = entered[position]
         if hook is None:
             continue
-        middleware = steps[position][0]
         if hook is _ON_FAILURE:
             if record.outcome is _FAILURE:
-                try:
-                    middleware.on_record_failed(record)
-                except Exception as exc:
-                    contain(record.batch, middleware, "on_record_failed", exc)
-                except BaseException:
-                    _unwind(entered[:position])
-                    raise
+                _failed(record, steps[position][0], entered[:position])
             continue
         try:
             if next(hook, _DONE) is _DONE:
                 continue
         except Exception as exc:
-            contain(record.batch, middleware, "wrap_record", exc)
+            contain(batch, steps[position][0], "wrap_record", exc)
             continue
         except BaseException:
             _unwind(entered[:position])
             raise
-        contain(record.batch, middleware, "wrap_record", RuntimeError("wrap_record yielded twice"))
-        close = getattr(hook, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception as exc:
-                contain(record.batch, middleware, "wrap_record", exc)
+        _yielded_twice(batch, steps[position][0], hook)
+
+
+def _failed(record: RecordContext, middleware: Any, outer: list[Iterator[None] | None]) -> None:
+    """``on_record_failed`` of a middleware that does not wrap the record."""
+    try:
+        middleware.on_record_failed(record)
+    except Exception as exc:
+        contain(record.batch, middleware, "on_record_failed", exc)
+    except BaseException:
+        _unwind(outer)
+        raise
+
+
+def _yielded_twice(batch: BatchContext, middleware: Any, hook: Iterator[None]) -> None:
+    contain(batch, middleware, "wrap_record", RuntimeError("wrap_record yielded twice"))
+    close = getattr(hook, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception as exc:
+            contain(batch, middleware, "wrap_record", exc)
 
 
 def crash(record: RecordContext, started: int) -> None:
