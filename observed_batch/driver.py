@@ -166,7 +166,6 @@ def finish(record: RecordContext, entry: Any, started: int = 0) -> None:
     record._hooks = None
     if not entered:
         return
-    steps = batch._steps
     position = len(entered)
     while position:
         position -= 1
@@ -175,18 +174,18 @@ def finish(record: RecordContext, entry: Any, started: int = 0) -> None:
             continue
         if hook is _ON_FAILURE:
             if record.outcome is _FAILURE:
-                _failed(record, steps[position][0], entered[:position])
+                _failed(record, batch._steps[position][0], entered[:position])
             continue
         try:
             if next(hook, _DONE) is _DONE:
                 continue
         except Exception as exc:
-            contain(batch, steps[position][0], "wrap_record", exc)
+            contain(batch, batch._steps[position][0], "wrap_record", exc)
             continue
         except BaseException:
             _unwind(entered[:position])
             raise
-        _yielded_twice(batch, steps[position][0], hook)
+        _yielded_twice(batch, batch._steps[position][0], hook)
 
 
 def _failed(record: RecordContext, middleware: Any, outer: list[Iterator[None] | None]) -> None:

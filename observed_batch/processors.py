@@ -210,18 +210,20 @@ class AsyncBatchProcessor(PartialBatchInit, _Observed, _PtAsyncBatchProcessor):
         context = driver.enter(batch, record, False)
         if context is not None and context.outcome is not None:
             return self._ob_report_skip(record, context)
-        token = _CURRENT.set(context)
+        token = None if context is None else _CURRENT.set(context)
         started = perf_counter_ns()
         try:
             entry = await self._ob_async_core(record)
         except BaseException:
-            _CURRENT.reset(token)
+            if token is not None:
+                _CURRENT.reset(token)
             if context is None:
                 driver.unwrapped(batch, record, None, sys.exc_info(), started)
             else:
                 driver.crash(context, started)
             raise
-        _CURRENT.reset(token)
+        if token is not None:
+            _CURRENT.reset(token)
         if context is None:
             # No FIFO short-circuit in async processing: Powertools' entry says success or failure.
             driver.unwrapped(batch, record, entry, None, started)
