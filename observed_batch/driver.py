@@ -220,7 +220,7 @@ def crash(record: RecordContext, started: int) -> None:
 
 def unwrapped(batch: BatchContext, raw: Any, entry: Any, exc_info: Any, started: int) -> None:
     """After the core ran a record ``enter`` returned ``None`` for: count it (the summary stays exact), keep
-    its duration since ``started``, and only if it failed build its ``RecordContext`` for the
+    its duration since ``started`` (``0``: not timed), and only if it failed build its ``RecordContext`` for the
     ``on_record_failed`` hooks, innermost first. (Its index is the last one given out: such records run
     one at a time; async processing only comes here with no record hooks at all.)"""
     durations = batch.durations_ns
@@ -229,7 +229,7 @@ def unwrapped(batch: BatchContext, raw: Any, entry: Any, exc_info: Any, started:
         if durations is not None:
             durations.append(perf_counter_ns() - started)
         return
-    duration_ns = perf_counter_ns() - started
+    duration_ns = perf_counter_ns() - started if started else 0  # 0: not timed (no middleware asked)
     outcome = _classify(entry, exc_info)
     _count(batch, outcome, raw)
     if outcome is _SKIPPED:

@@ -178,18 +178,19 @@ class BatchProcessor(PartialBatchInit, _Observed, _PtBatchProcessor):
                 raise
             driver.unwrapped(batch, record, entry, exceptions[-1] if len(exceptions) > known else None, started)
             return entry
-        if context.outcome is not None:
-            return self._ob_report_skip(record, context)
-        started = perf_counter_ns()
-        try:
-            entry = self._ob_core(record)
-        except BaseException:
-            driver.crash(context, started)
-            raise
-        if len(exceptions) > known:
-            # Records run one at a time here, so the exception Powertools appended is this record's.
-            context.exc_info = exceptions[-1]
-        driver.finish(context, entry, started)
+        if context.outcome is None:
+            started = perf_counter_ns()
+            try:
+                entry = self._ob_core(record)
+            except BaseException:
+                driver.crash(context, started)
+                raise
+            if len(exceptions) > known:
+                # Records run one at a time here, so the exception Powertools appended is this record's.
+                context.exc_info = exceptions[-1]
+            driver.finish(context, entry, started)
+        else:
+            entry = self._ob_report_skip(record, context)
         # A failed record's traceback (Powertools keeps it until the next batch) keeps this frame alive
         # through frame.f_back: let go of the record's context, or each failure holds on to it.
         del context
@@ -209,7 +210,9 @@ class AsyncBatchProcessor(PartialBatchInit, _Observed, _PtAsyncBatchProcessor):
         # Failure hooks need the exception, which only the ContextVar below carries here.
         context = driver.enter(batch, record, False)
         if context is not None and context.outcome is not None:
-            return self._ob_report_skip(record, context)
+            entry = self._ob_report_skip(record, context)
+            del context  # as below
+            return entry
         token = None if context is None else _CURRENT.set(context)
         started = perf_counter_ns()
         try:
@@ -229,7 +232,7 @@ class AsyncBatchProcessor(PartialBatchInit, _Observed, _PtAsyncBatchProcessor):
             driver.unwrapped(batch, record, entry, None, started)
         else:
             driver.finish(context, entry, started)
-        del context  # as in BatchProcessor._process_record
+        del context  # as in BatchProcessor._process_record: a failure's traceback keeps this frame alive
         return entry
 
     def failure_handler(self, record: Any, exception: ExceptionInfo) -> Any:
