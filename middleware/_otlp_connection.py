@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 __all__ = ["CollectorUnreachable", "KeptAliveConnection", "Response"]
@@ -22,12 +21,13 @@ class CollectorUnreachable(Exception):
     """The collector refused the connection or did not answer in time: not worth an exporter's retries."""
 
 
-@dataclass(frozen=True, slots=True)
 class Response:
-    status: int
-    reason: str
-    body: bytes
-    headers: Mapping[str, str]
+    """The collector's answer. (A plain class: a dataclass would cost a cold start more than this module.)"""
+
+    __slots__ = ("body", "headers", "reason", "status")
+
+    def __init__(self, status: int, reason: str, body: bytes, headers: Mapping[str, str]) -> None:
+        self.status, self.reason, self.body, self.headers = status, reason, body, headers
 
 
 class KeptAliveConnection:

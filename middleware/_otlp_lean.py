@@ -23,7 +23,6 @@ import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -62,11 +61,13 @@ _OTEL_ONLY_VARIABLES = (
 )
 
 
-class LeanSettings(NamedTuple):
-    endpoint: str
-    headers: dict[str, str]
-    timeout_s: float
-    compression: str
+class LeanSettings:
+    """Where and how ``LeanSpanExporter`` sends."""
+
+    __slots__ = ("compression", "endpoint", "headers", "timeout_s")
+
+    def __init__(self, endpoint: str, headers: dict[str, str], timeout_s: float, compression: str) -> None:
+        self.endpoint, self.headers, self.timeout_s, self.compression = endpoint, headers, timeout_s, compression
 
 
 def lean_settings(user_agent: str, environ: Mapping[str, str] | None = None) -> LeanSettings | None:
@@ -104,11 +105,12 @@ def lean_settings(user_agent: str, environ: Mapping[str, str] | None = None) -> 
         return None
     if compression not in _COMPRESSIONS:  # OTel's exporter warns about it
         return None
-    from opentelemetry.util.re import parse_env_headers
-
     headers = {"content-type": "application/x-protobuf", "user-agent": user_agent}
     raw_headers = environ.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or environ.get("OTEL_EXPORTER_OTLP_HEADERS", "")
-    headers.update(parse_env_headers(raw_headers, liberal=True))
+    if raw_headers:  # OTel's parser reads none from "" (and compiles its patterns on import)
+        from opentelemetry.util.re import parse_env_headers
+
+        headers.update(parse_env_headers(raw_headers, liberal=True))
     if compression != "none" and "content-encoding" not in headers:
         headers["Content-Encoding"] = compression
     return LeanSettings(endpoint, headers, timeout_s, compression)
