@@ -18,6 +18,7 @@ and metrics-API imports (``_otlp_encode`` writes the protobuf bytes by hand).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import threading
@@ -218,7 +219,7 @@ def _retry_after(answer: Response) -> float | None:
     except ValueError:
         pass
     else:
-        return max(seconds, 0.0) if seconds == seconds and abs(seconds) != float("inf") else None
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     from datetime import timezone
     from email.utils import parsedate_to_datetime
 

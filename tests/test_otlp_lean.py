@@ -198,9 +198,10 @@ def test_spans_reach_the_collector_over_the_lean_path_with_headers_and_gzip() ->
     assert {h.get("user-agent") for h in receiver.headers} == {otels_exporter()._client._headers["user-agent"]}
 
 
-def test_a_throttled_export_is_retried_after_the_collectors_retry_after() -> None:
-    # GIVEN a collector that answers 503 then 429, each with Retry-After: 0, then 200
-    with RecordingCollector(statuses=(503, 429), retry_after="0") as collector:
+@pytest.mark.parametrize("retry_after", ["0", "Wed, 21 Oct 2015 07:28:00 GMT"], ids=["seconds", "past date"])
+def test_a_throttled_export_is_retried_after_the_collectors_retry_after(retry_after: str) -> None:
+    # GIVEN a collector that answers 503 then 429, each with a Retry-After that is due, then 200
+    with RecordingCollector(statuses=(503, 429), retry_after=retry_after) as collector:
         with environment({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}"}):
             breaker = Breaker("otel")
             exporter = GuardedSpanExporter(_otel_compat.otlp_span_exporter(), breaker)
