@@ -1,28 +1,34 @@
-"""The one place ``tracing`` relies on OpenTelemetry beyond its documented API: the OTLP exporter's HTTP layer.
+"""The one place ``tracing`` relies on OpenTelemetry beyond its documented API: the OTLP exporter's internals.
 
-``OTLPSpanExporter(_transport=...)`` and ``opentelemetry.exporter.http.transport._base.BaseHTTPTransport``
-are private (checked on opentelemetry-exporter-otlp-proto-http 1.45.2 with
-opentelemetry-exporter-http-transport 0.66b2). Through them the exporter keeps everything it reads from
-``OTEL_EXPORTER_OTLP_*`` (endpoint, headers, timeout, compression, certificates, retries on 429/502/503/504)
-while ``FailFastTransport`` sends over ``http.client``: a plain-HTTP collector next to the function (the
-collector layer's ``http://localhost:4318``) then costs no ``requests``/``urllib3`` import at cold start.
-HTTPS endpoints (certificates from ``OTEL_EXPORTER_OTLP_*CERTIFICATE``/``*CLIENT_KEY``) and proxies keep
-going through ``requests`` (its CA bundle and proxy rules), as do older exporters without pluggable
-transports (no ``opentelemetry-exporter-http-transport``). Either way a refused connection or a timeout fails
-the export at once (``CollectorUnreachable``, which the exporter does not retry): a dead collector costs
-an invocation milliseconds, not the exporter's backoff.
+``otlp_span_exporter()`` builds the exporter of the provider made from ``OTEL_*``:
+
+- a plain-HTTP collector (the collector layer's ``http://localhost:4318``, the default) gets our
+  ``LeanSpanExporter`` (``_otlp_lean``) wherever it sends exactly as OTel's ``OTLPSpanExporter`` would: no
+  protobuf, no exporter package import at cold start. It reads the exporter's version (its ``User-Agent``)
+  from the exporter package's ``version/__init__.py`` without importing it (``importlib.metadata`` would
+  cost more than the rest).
+- anything else gets OTel's ``OTLPSpanExporter``, with everything it reads from ``OTEL_EXPORTER_OTLP_*``.
+  Over plain HTTP with a setting the lean exporter leaves to OTel (certificates, credential providers, the
+  exporter's own metrics), it sends through ``FailFastTransport`` over ``http.client``
+  (``OTLPSpanExporter(_transport=...)`` and ``opentelemetry.exporter.http.transport._base.BaseHTTPTransport``
+  are private; checked on opentelemetry-exporter-otlp-proto-http 1.45.2 with
+  opentelemetry-exporter-http-transport 0.66b2). HTTPS endpoints and proxies keep going through
+  ``requests`` (its CA bundle and proxy rules), as do older exporters without pluggable transports.
+
+Every way, a refused connection or a timeout fails the export at once (``CollectorUnreachable``, which no
+exporter retries): a dead collector costs an invocation milliseconds, not the exporter's backoff.
 """
 
 from __future__ import annotations
 
 import os
-import threading
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["CollectorUnreachable", "otlp_span_exporter"]
+__all__ = ["exporter_user_agent", "otlp_span_exporter"]
 
 #: Proxy variables ``requests`` honours for plain-HTTP endpoints: when one is set, ``requests`` sends.
 _PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
@@ -30,12 +36,19 @@ _PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
-class CollectorUnreachable(Exception):
-    """The collector refused the connection or did not answer in time: not worth the exporter's retries."""
+_VERSION = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
 
 
 def otlp_span_exporter() -> Any:
-    """OTel's ``OTLPSpanExporter`` configured from ``OTEL_EXPORTER_OTLP_*``, failing fast on a dead collector."""
+    """An OTLP/HTTP span exporter configured from ``OTEL_EXPORTER_OTLP_*``, failing fast on a dead collector:
+    ours where it is exactly equivalent, else OTel's ``OTLPSpanExporter``."""
+    user_agent = exporter_user_agent()
+    if user_agent is not None:
+        from ._otlp_lean import LeanSpanExporter, lean_settings
+
+        settings = lean_settings(user_agent)
+        if settings is not None:
+            return LeanSpanExporter(settings)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     if _plain_http():
@@ -54,10 +67,26 @@ def _plain_http() -> bool:
     return plain and not any(os.environ.get(v) for v in _PROXY_VARIABLES)
 
 
+def exporter_user_agent() -> str | None:
+    """The ``User-Agent`` OTel's OTLP/HTTP exporter sends (``_OTLP_HTTP_HEADERS``), None when it is not installed."""
+    import opentelemetry
+
+    for portion in opentelemetry.__path__:
+        try:
+            with open(os.path.join(portion, "exporter", "otlp", "proto", "http", "version", "__init__.py")) as file:
+                found = _VERSION.search(file.read())
+        except OSError:
+            continue
+        return f"OTel-OTLP-Exporter-Python/{found.group(1)}" if found else None
+    return None
+
+
 def fail_fast_session() -> Any:
     """A ``requests.Session`` that turns connection errors and timeouts into ``CollectorUnreachable``.
     A connection dropped by the collector (a stale keep-alive) is tried once more first."""
     import requests
+
+    from ._otlp_connection import CollectorUnreachable
 
     class FailFastSession(requests.Session):
         def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
@@ -76,9 +105,9 @@ def fail_fast_session() -> Any:
 
 
 def _fail_fast_transport() -> Any:
-    import http.client
-
     from opentelemetry.exporter.http.transport._base import BaseHTTPResult, BaseHTTPTransport
+
+    from ._otlp_connection import CollectorUnreachable, KeptAliveConnection
 
     @dataclass(frozen=True, slots=True)
     class Result(BaseHTTPResult):
@@ -92,12 +121,10 @@ def _fail_fast_transport() -> Any:
             return self.response_headers if self.response_headers is not None else {}
 
     class FailFastTransport(BaseHTTPTransport):
-        """Plain HTTP over one kept-alive ``http.client`` connection (the exporter sends from one thread)."""
+        """OTel's transport interface over our ``KeptAliveConnection``."""
 
         def __init__(self) -> None:
-            self._lock = threading.Lock()
-            self._connection: http.client.HTTPConnection | None = None
-            self._origin: tuple[str | None, int | None] | None = None
+            self._connection = KeptAliveConnection()
 
         def request(
             self,
@@ -108,55 +135,17 @@ def _fail_fast_transport() -> Any:
             timeout: float | None = None,
             data: bytes | None = None,
         ) -> BaseHTTPResult:
-            parts = urlsplit(url)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            origin = (parts.hostname, parts.port)
-            with self._lock:
-                reused = self._connection is not None and self._origin == origin
-                for attempt in (1, 2):
-                    try:
-                        return self._send(origin, method, target, headers or {}, timeout, data)
-                    except TimeoutError as exc:
-                        self.close()
-                        return Result(error=CollectorUnreachable(f"no answer from {url} ({type(exc).__name__})"))
-                    except (OSError, http.client.HTTPException) as exc:
-                        self.close()
-                        # A kept-alive connection the collector closed: one more try on a new one.
-                        if not reused or attempt == 2:
-                            return Result(error=CollectorUnreachable(f"cannot connect to {url} ({type(exc).__name__})"))
-            raise AssertionError("unreachable")  # pragma: no cover
-
-        def _send(
-            self,
-            origin: tuple[str | None, int | None],
-            method: str,
-            target: str,
-            headers: dict[str, str],
-            timeout: float | None,
-            data: bytes | None,
-        ) -> BaseHTTPResult:
-            connection = self._connection
-            if connection is None or self._origin != origin:
-                self.close()
-                connection = self._connection = http.client.HTTPConnection(origin[0] or "localhost", origin[1] or 80)
-                self._origin = origin
-            connection.timeout = timeout
-            if connection.sock is not None:
-                connection.sock.settimeout(timeout)
-            connection.request(method, target, body=data, headers=headers)
-            response = connection.getresponse()
-            content = response.read()
-            if response.will_close:
-                self.close()
-            return Result(response.status, response.reason, None, content, response.headers)  # type: ignore[arg-type]
+            try:
+                answer = self._connection.request(method, url, headers=headers or {}, timeout=timeout, data=data)
+            except CollectorUnreachable as exc:
+                return Result(error=exc)
+            return Result(answer.status, answer.reason, None, answer.body, answer.headers)
 
         def is_connection_error(self, exception: Exception | None) -> bool:
             # Ours are final (CollectorUnreachable): a stale keep-alive was already tried again.
             return False
 
         def close(self) -> None:
-            if self._connection is not None:
-                self._connection.close()
-            self._connection = self._origin = None
+            self._connection.close()
 
     return FailFastTransport()

@@ -2,9 +2,10 @@
 
 - ``default_provider()``: the global tracer provider if the user (or the OTel Lambda layer) set one,
   else one built once per process from ``OTEL_*`` (``provider_from_env``).
-- Our own OTLP exporter is built by the first flush (or export), not with the provider
-  (``DeferredSpanExporter``): its imports (protobuf, the HTTP layer of ``_otel_compat``) are not paid by
-  building the processor or starting a batch, nor ever by a process that sends no span. It sits
+- Our own OTLP exporter (``_otel_compat.otlp_span_exporter``: the lean one of ``_otlp_lean`` for a
+  plain-HTTP collector, else OTel's) is built by the first flush (or export), not with the provider
+  (``DeferredSpanExporter``): its imports (an encoder, an HTTP client) are not paid by building the
+  processor or starting a batch, nor ever by a process that sends no span. It sits
   behind ``GuardedSpanExporter``: a connection that is refused or times out fails the export at once
   (the OTLP exporter would otherwise retry with backoff for up to its timeout, logging each retry),
   the failure opens the process's OTLP ``Breaker``, and while it is open spans are dropped and counted

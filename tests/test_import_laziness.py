@@ -171,7 +171,7 @@ print(json.dumps(sorted(m for m in {_EXPORT_MODULES!r} if m in sys.modules)))
 """
 
 
-def _export_modules_loaded_by(code: str, cwd: Path, endpoint: str) -> list[str]:
+def _export_modules_loaded_by(code: str, cwd: Path, endpoint: str, **variables: str) -> list[str]:
     """The export-related modules in ``sys.modules`` after ``code`` ran in a fresh interpreter whose
     tracing provider is built from ``OTEL_*`` with ``endpoint``."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVED_BATCH_", "OTEL_"))}
@@ -179,6 +179,7 @@ def _export_modules_loaded_by(code: str, cwd: Path, endpoint: str) -> list[str]:
         environment.pop(proxy, None)
     environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = endpoint
     environment["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"] = "1"
+    environment.update(variables)
     done = subprocess.run(
         [sys.executable, "-c", code + _EXPORT_REPORT],
         cwd=cwd,
@@ -216,7 +217,7 @@ def test_tracing_builds_its_provider_without_the_exporter_until_spans_are_export
     assert loaded == []
 
 
-def test_the_first_export_to_a_plain_http_collector_imports_no_requests(tmp_path: Path) -> None:
+def test_the_first_export_to_a_plain_http_collector_imports_neither_protobuf_nor_otels_exporter(tmp_path: Path) -> None:
     # GIVEN tracing with its default flush at batch end, to a plain-HTTP collector (the collector layer's
     # convention; nothing listens at this port, the export fails at once)
     _require("tracing")
@@ -224,9 +225,26 @@ def test_the_first_export_to_a_plain_http_collector_imports_no_requests(tmp_path
     # WHEN a batch is traced and its spans exported
     loaded = _export_modules_loaded_by(_traced_batch(2000), tmp_path, "http://127.0.0.1:9/v1/traces")
 
-    # THEN the exporter and its encoder sent over http.client: requests and urllib3 stay out
-    # (importlib.metadata comes with the exporter's module, which imports it for credential providers)
-    assert set(loaded) == {"google.protobuf", "http.client", "opentelemetry.exporter", "importlib.metadata"}
+    # THEN our lean exporter encoded and sent them over http.client: no protobuf, no OTel exporter package
+    # (nor its importlib.metadata), no requests or urllib3
+    assert loaded == ["http.client"]
+
+
+def test_a_setting_only_otels_exporter_honours_keeps_otels_exporter(tmp_path: Path) -> None:
+    # GIVEN tracing to a plain-HTTP collector, with a client certificate for OTel's exporter
+    _require("tracing")
+
+    # WHEN a batch is traced and its spans exported
+    loaded = _export_modules_loaded_by(
+        _traced_batch(2000),
+        tmp_path,
+        "http://127.0.0.1:9/v1/traces",
+        OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE="/nonexistent/client.pem",
+    )
+
+    # THEN OTel's exporter and its protobuf encoder sent them (over http.client: the endpoint is plain HTTP)
+    assert {"google.protobuf", "opentelemetry.exporter", "http.client"} <= set(loaded)
+    assert "requests" not in loaded
 
 
 def test_an_https_collector_is_still_reached_through_requests(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""The HTTP layer under our OTLP exporter (``middleware/_otel_compat.py``): OTel's exporter with its
-``OTEL_EXPORTER_OTLP_*`` settings, sending plain HTTP through ``http.client``.
+"""The HTTP layer under our OTLP exporters (``middleware/_otlp_connection.py``): plain HTTP through
+``http.client``, for our lean exporter (``_otlp_lean``, the default) and for OTel's exporter with its
+``OTEL_EXPORTER_OTLP_*`` settings (``_otel_compat``'s transport, when a setting only OTel's follows).
 
 Real exporter, real sockets: the OTLP receiver (tests/otlp_receiver.py) decodes what arrives. Which HTTP
 client is imported (none until the first export; ``requests`` only for HTTPS) is checked in fresh
@@ -9,10 +10,12 @@ interpreters by tests/test_import_laziness.py.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from loopback_http import LoopbackServer, QuietHandler
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -20,7 +23,7 @@ from otlp_receiver import OtlpReceiver, closed_endpoint
 
 from observed_batch.breaker import Breaker
 from observed_batch.middleware import _otel_export as otel_export
-from observed_batch.middleware._otel_compat import otlp_span_exporter
+from observed_batch.middleware._otel_compat import _fail_fast_transport, otlp_span_exporter
 from observed_batch.middleware._otel_export import DeferredSpanExporter, GuardedSpanExporter
 
 
@@ -40,6 +43,17 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
     with OtlpReceiver() as running:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", running.endpoint)
         yield running
+
+
+def otels_exporter() -> Any:
+    """OTel's exporter over our transport, as ``_otel_compat`` builds it for plain HTTP when ours is not equivalent."""
+    return OTLPSpanExporter(_transport=_fail_fast_transport())
+
+
+@pytest.fixture(params=[otlp_span_exporter, otels_exporter], ids=["lean", "otel"])
+def make_exporter(request: pytest.FixtureRequest) -> Callable[[], Any]:
+    factory: Callable[[], Any] = request.param
+    return factory
 
 
 class ForgetfulCollector(LoopbackServer):
@@ -62,12 +76,12 @@ class ForgetfulCollector(LoopbackServer):
 
 
 def test_spans_reach_the_collector_with_the_exporters_environment_settings(
-    receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+    receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch, make_exporter: Callable[[], Any]
 ) -> None:
     # GIVEN compression and a header for the OTLP exporter in the environment
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-team=orders")
-    exporter = otlp_span_exporter()
+    exporter = make_exporter()
 
     # WHEN spans are exported twice (the second on the kept-alive connection)
     results = [exporter.export(finished_spans("first")), exporter.export(finished_spans("second"))]
@@ -81,12 +95,14 @@ def test_spans_reach_the_collector_with_the_exporters_environment_settings(
     assert [h.get("x-team") for h in receiver.headers] == ["orders", "orders"]
 
 
-def test_a_connection_the_collector_closed_is_tried_once_more_on_a_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_connection_the_collector_closed_is_tried_once_more_on_a_new_one(
+    monkeypatch: pytest.MonkeyPatch, make_exporter: Callable[[], Any]
+) -> None:
     # GIVEN a collector that drops every connection after answering, without a Connection: close
     with ForgetfulCollector() as collector:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{collector.port}/v1/traces")
         breaker = Breaker("otel")
-        exporter = GuardedSpanExporter(otlp_span_exporter(), breaker)
+        exporter = GuardedSpanExporter(make_exporter(), breaker)
 
         # WHEN three exports follow each other
         results = [exporter.export(finished_spans(f"span-{i}")) for i in range(3)]
@@ -98,11 +114,13 @@ def test_a_connection_the_collector_closed_is_tried_once_more_on_a_new_one(monke
     assert not breaker.is_open
 
 
-def test_a_refused_connection_fails_the_export_at_once_and_opens_the_breaker(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refused_connection_fails_the_export_at_once_and_opens_the_breaker(
+    monkeypatch: pytest.MonkeyPatch, make_exporter: Callable[[], Any]
+) -> None:
     # GIVEN an endpoint where nothing listens
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", closed_endpoint())
     breaker = Breaker("otel")
-    exporter = GuardedSpanExporter(otlp_span_exporter(), breaker)
+    exporter = GuardedSpanExporter(make_exporter(), breaker)
 
     # WHEN spans are exported
     result = exporter.export(finished_spans("lost"))
