@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +180,12 @@ def alarms_reference(_: str | None = None, docs: Path = DOCS) -> str:
     return "\n".join(rows) + "\n"
 
 
-_GENERATORS = {"options": options_reference, "options-table": options_table, "alarms": alarms_reference}
+#: Marker name -> generator (the marker's argument, the docs folder) -> markdown.
+_GENERATORS: dict[str, Callable[[str | None, Path], str]] = {
+    "options": options_reference,
+    "options-table": options_table,
+    "alarms": alarms_reference,
+}
 
 
 def render(markdown: str, docs: Path = DOCS) -> str:
