@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from observed_batch.breaker import Breaker
+from observed_batch.log_lines import is_failure_line
 from observed_batch.options import Option, Options, validated
 from observed_batch.otel_ids import current_trace_ids
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
@@ -233,6 +234,7 @@ class SentryMiddleware(Middleware):
                 # (which costs ~4 µs a record). Async records interleave: each gets its own (wrap_record).
                 state.scope_manager = sentry_sdk.isolation_scope()
                 state.scope = state.scope_manager.__enter__()
+                state.scope.add_event_processor(_without_failure_lines)
         else:
             batch.skip_record_hooks(self)  # no DSN: nothing to capture, nothing to pay per record
 
@@ -256,6 +258,7 @@ class SentryMiddleware(Middleware):
         # closes this hook) restores the scope it forked.
         with sdk.isolation_scope() as scope:
             scope.clear_breadcrumbs()
+            scope.add_event_processor(_without_failure_lines)
             yield
             if record.outcome is Outcome.FAILURE:
                 self.on_record_failed(record)
@@ -387,3 +390,8 @@ class SentryMiddleware(Middleware):
             scope.set_tags(batch_tags(batch, destination))
             scope.set_context(_CONTEXT, {k: v for k, v in details.items() if v is not None})
             sentry_sdk.capture_event(event)
+
+
+def _without_failure_lines(event: Any, hint: Any) -> Any:
+    """The ``logging`` middleware's ``record_failed`` line is not a second event of a failure we capture."""
+    return None if hint and is_failure_line(hint.get("log_record")) else event

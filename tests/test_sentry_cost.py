@@ -3,12 +3,15 @@ frames. What it still sends is checked against the real SDK and a local receiver
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sentry_sdk
+from aws_lambda_powertools import Logger
 from record_hook import counting_record_hooks
 from sentry_receiver import SentryReceiver
 
@@ -182,3 +185,39 @@ def test_which_frames_are_the_applications(path: str, module: Any, expected: boo
 
     # GIVEN a frame's path and module WHEN classified THEN bundled libraries and site-packages are not the app's
     assert is_application_frame(path, module) is expected
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_with_the_users_own_init_the_record_failed_line_is_not_a_second_event(
+    receiver: SentryReceiver, is_async: bool
+) -> None:
+    # GIVEN the application's own sentry_sdk.init (default integrations: error log lines become events) and
+    # the logging middleware writing its record_failed line through a Powertools Logger (stdlib logging)
+    sentry_sdk.init(dsn=receiver.dsn)
+    stream = io.StringIO()
+    service = f"orders-{is_async}"
+    powertools_logger = Logger(service=service, logger_handler=logging.StreamHandler(stream))
+    middleware = [SentryMiddleware(), LoggingMiddleware(backend="powertools", powertools_logger=powertools_logger)]
+    event = sqs_event(3, body=lambda i: ["fail-a", "b", "fail-c"][i])
+
+    # WHEN a batch with two failing records runs (sync and async processors)
+    if is_async:
+
+        async def async_handler(record: Any) -> str:
+            return handler(record)
+
+        processor: Any = ob.AsyncBatchProcessor(ob.EventType.SQS, middleware=middleware)
+        ob.async_process_partial_response(event, async_handler, processor, FakeLambdaContext())
+    else:
+        processor = ob.BatchProcessor(ob.EventType.SQS, middleware=middleware)
+        ob.process_partial_response(event, handler, processor, FakeLambdaContext())
+    sentry_sdk.flush(timeout=5.0)
+
+    # THEN Sentry has one event per failed record, the middleware's own (max_events_per_batch holds)
+    events = receiver.wait_for_events(2)
+    assert len(receiver.events()) == 2
+    assert {e["exception"]["values"][-1]["mechanism"]["type"] for e in events} == {"observed_batch"}
+    # AND the record_failed lines are still in the function's log
+    failed = [line for line in stream.getvalue().splitlines() if json.loads(line)["message"] == "record_failed"]
+    assert len(failed) == 2
+    logging.getLogger(service).handlers.clear()
