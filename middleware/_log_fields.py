@@ -43,13 +43,32 @@ _TRUNCATED = "...[truncated]"
 class BatchState:
     """Per-invocation state of one ``logging`` instance, in ``batch.scratch[middleware]``."""
 
-    __slots__ = ("destination", "event_source", "is_sqs", "logger")
+    __slots__ = ("_otel_context", "_trace", "destination", "event_source", "is_sqs", "logger")
 
     def __init__(self, logger: Any, event_source: str | None, destination: str | None, is_sqs: bool) -> None:
         self.logger = logger
         self.event_source = event_source
         self.destination = destination
         self.is_sqs = is_sqs
+        # The OTel context the trace ids were last read in, and those ids, as one tuple (async records
+        # share this state: one assignment keeps the pair consistent).
+        self._trace: tuple[Any, tuple[str, str] | None] = (None, None)
+        otel_context: Any = sys.modules.get("opentelemetry.context")
+        self._otel_context: Any = getattr(otel_context, "get_current", None)
+
+    def current_trace_ids(self) -> tuple[str, str] | None:
+        """``trace_ids()``, read again only when the current OTel context changed: records of a batch
+        without per-record spans all run in the invocation's context (same object, same ids)."""
+        get_current = self._otel_context
+        if get_current is None:
+            # OTel not loaded when the batch started: it may still be, by a handler (importing is not ours).
+            return trace_ids() if "opentelemetry.trace" in sys.modules else None
+        current = get_current()
+        cached_context, ids = self._trace
+        if current is not cached_context:
+            ids = trace_ids()
+            self._trace = (current, ids)
+        return ids
 
 
 def truncate(text: str, limit: int, keep_tail: bool = False) -> str:

@@ -136,8 +136,9 @@ class OtelTracing:
             invocation = trace.get_current_span()
             if invocation.is_recording():
                 invocation.set_attribute(ATTR_CAPTURE_DROPPED, state.capture.dropped)
-        if state.active and self._provider is not None and self.key.flush_timeout_ms:
-            self._flush(batch, summary, self._provider)
+        provider = self._provider
+        if state.active and provider is not None and self.key.flush_timeout_ms and not _exports_inline(provider):
+            self._flush(batch, summary, provider)
 
     # -- record -----------------------------------------------------------------------------------
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
@@ -368,6 +369,22 @@ class _BatchState(LinkCache):
 
 
 # -- helpers ------------------------------------------------------------------------------------------
+def _exports_inline(provider: object) -> bool:
+    """Whether every span processor of an SDK provider exports as each span ends (``SimpleSpanProcessor``):
+    then nothing is ever queued and a flush would only cost a thread hand-off per invocation. Anything
+    else, or a provider whose processors cannot be seen, is flushed as before."""
+    multi = getattr(provider, "_active_span_processor", None)
+    processors = getattr(multi, "_span_processors", None)
+    if type(processors) is not tuple or not processors:
+        return False
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    if getattr(type(provider), "force_flush", None) is not SdkTracerProvider.force_flush:
+        return False  # a provider of the user's with a flush of its own: it is asked, as always
+    return all(type(processor) is SimpleSpanProcessor for processor in processors)
+
+
 def _span_name(destination: str | None) -> str:
     return f"process {destination}" if destination else _PROCESS
 
