@@ -116,6 +116,11 @@ class OtelTracing:
             return
         state.max_links = max_links(tracer)
         state.span_name = _span_name(batch.destination)
+        state.attributes = {MESSAGING_SYSTEM: batch.messaging_system, MESSAGING_OPERATION_TYPE: _PROCESS}
+        state.is_sqs = batch.messaging_system == "aws_sqs"
+        state.per_record_destination = batch.messaging_system == "kafka"  # a Kafka batch may span topics
+        if not state.per_record_destination and batch.destination is not None:
+            state.attributes[MESSAGING_DESTINATION_NAME] = batch.destination
         if self.key.mode == "batch":
             self._start_batch_span(batch, state, batch.destination or _first_topic(batch))
 
@@ -151,17 +156,20 @@ class OtelTracing:
             return
 
         links, links_dropped = state.links(record.trace_headers)
-        destination = record.destination
-        attributes: dict[str, Any] = {
-            MESSAGING_SYSTEM: record.batch.messaging_system,
-            MESSAGING_OPERATION_TYPE: _PROCESS,
-        }
-        if destination is not None:
-            attributes[MESSAGING_DESTINATION_NAME] = destination
-        message_id = record.message_id
-        if message_id is not None:
+        # System, operation and (but for Kafka) destination are facts of the batch: built once, copied.
+        attributes = state.attributes.copy()
+        if state.per_record_destination:
+            destination = record.destination
+            if destination is not None:
+                attributes[MESSAGING_DESTINATION_NAME] = destination
+            name = state.span_name if destination == record.batch.destination else _span_name(destination)
+        else:
+            name = state.span_name
+        raw = record.raw
+        # SQS: read straight from the dict (what RecordContext.message_id returns, minus two calls).
+        message_id = raw.get("messageId") if state.is_sqs and type(raw) is dict else record.message_id
+        if isinstance(message_id, str):
             attributes[MESSAGING_MESSAGE_ID] = message_id
-        name = state.span_name if destination == record.batch.destination else _span_name(destination)
         span = state.tracer.start_span(name, kind=SpanKind.CONSUMER, attributes=attributes, links=links)
         recording = span.is_recording()
         dropped_before = state.capture.dropped
@@ -344,11 +352,14 @@ class _BatchState(LinkCache):
 
     __slots__ = (
         "active",
+        "attributes",
         "batch_context",
         "batch_span",
         "capture",
         "error_types",
+        "is_sqs",
         "open_spans",
+        "per_record_destination",
         "redaction",
         "span_name",
         "tracer",
@@ -362,6 +373,10 @@ class _BatchState(LinkCache):
         #: False when no span of this batch can be sampled: records then cost one dict lookup.
         self.active = True
         self.span_name = _PROCESS
+        #: The per-batch attributes of every record span (copied per record), set with the span name.
+        self.attributes: dict[str, Any] = {}
+        self.is_sqs = False
+        self.per_record_destination = True
         self.open_spans: set[Span] = set()
         self.batch_span: Span | None = None
         self.batch_context: otel_context.Context | None = None
