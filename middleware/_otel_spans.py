@@ -39,7 +39,7 @@ from observed_batch.typing import BatchContext, BatchSummary, Outcome, RecordCon
 
 from ._capture import CaptureBudget, to_text
 from ._otel_export import Flusher, default_provider, env_breaker
-from ._otel_links import LinkCache, batch_links, max_links, never_samples
+from ._otel_links import LinkCache, batch_links, exports_inline, max_links, never_samples
 
 if TYPE_CHECKING:
     from .tracing import TracingMiddleware
@@ -116,9 +116,9 @@ class OtelTracing:
             return
         state.max_links = max_links(tracer)
         state.span_name = _span_name(batch.destination)
-        state.attributes = {MESSAGING_SYSTEM: batch.messaging_system, MESSAGING_OPERATION_TYPE: _PROCESS}
-        state.is_sqs = batch.messaging_system == "aws_sqs"
-        state.per_record_destination = batch.messaging_system == "kafka"  # a Kafka batch may span topics
+        system = batch.messaging_system
+        state.attributes = {MESSAGING_SYSTEM: system, MESSAGING_OPERATION_TYPE: _PROCESS}
+        state.is_sqs, state.per_record_destination = system == "aws_sqs", system == "kafka"  # Kafka: many topics
         if not state.per_record_destination and batch.destination is not None:
             state.attributes[MESSAGING_DESTINATION_NAME] = batch.destination
         if self.key.mode == "batch":
@@ -142,7 +142,7 @@ class OtelTracing:
             if invocation.is_recording():
                 invocation.set_attribute(ATTR_CAPTURE_DROPPED, state.capture.dropped)
         provider = self._provider
-        if state.active and provider is not None and self.key.flush_timeout_ms and not _exports_inline(provider):
+        if state.active and provider is not None and self.key.flush_timeout_ms and not exports_inline(provider):
             self._flush(batch, summary, provider)
 
     # -- record -----------------------------------------------------------------------------------
@@ -155,18 +155,14 @@ class OtelTracing:
             yield from self._within_batch_span(record, state, state.batch_span, state.batch_context)
             return
 
-        links, links_dropped = state.links(record.trace_headers)
-        # System, operation and (but for Kafka) destination are facts of the batch: built once, copied.
-        attributes = state.attributes.copy()
+        links, links_dropped = state.links(record.trace_headers)  # then the batch's attributes, copied
+        attributes, name = state.attributes.copy(), state.span_name
         if state.per_record_destination:
             destination = record.destination
+            name = _span_name(destination)  # the batch's name when it is the batch's destination
             if destination is not None:
                 attributes[MESSAGING_DESTINATION_NAME] = destination
-            name = state.span_name if destination == record.batch.destination else _span_name(destination)
-        else:
-            name = state.span_name
-        raw = record.raw
-        # SQS: read straight from the dict (what RecordContext.message_id returns, minus two calls).
+        raw = record.raw  # SQS: the id read straight from the dict (RecordContext.message_id, minus two calls)
         message_id = raw.get("messageId") if state.is_sqs and type(raw) is dict else record.message_id
         if isinstance(message_id, str):
             attributes[MESSAGING_MESSAGE_ID] = message_id
@@ -375,8 +371,7 @@ class _BatchState(LinkCache):
         self.span_name = _PROCESS
         #: The per-batch attributes of every record span (copied per record), set with the span name.
         self.attributes: dict[str, Any] = {}
-        self.is_sqs = False
-        self.per_record_destination = True
+        self.is_sqs, self.per_record_destination = False, True
         self.open_spans: set[Span] = set()
         self.batch_span: Span | None = None
         self.batch_context: otel_context.Context | None = None
@@ -384,22 +379,6 @@ class _BatchState(LinkCache):
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-def _exports_inline(provider: object) -> bool:
-    """Whether every span processor of an SDK provider exports as each span ends (``SimpleSpanProcessor``):
-    then nothing is ever queued and a flush would only cost a thread hand-off per invocation. Anything
-    else, or a provider whose processors cannot be seen, is flushed as before."""
-    multi = getattr(provider, "_active_span_processor", None)
-    processors = getattr(multi, "_span_processors", None)
-    if type(processors) is not tuple or not processors:
-        return False
-    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-
-    if getattr(type(provider), "force_flush", None) is not SdkTracerProvider.force_flush:
-        return False  # a provider of the user's with a flush of its own: it is asked, as always
-    return all(type(processor) is SimpleSpanProcessor for processor in processors)
-
-
 def _span_name(destination: str | None) -> str:
     return f"process {destination}" if destination else _PROCESS
 
