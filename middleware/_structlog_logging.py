@@ -184,14 +184,17 @@ class StructlogBackend:
             # Same values as RecordContext.message_id / receive_count / fifo_group.
             raw = record.raw
             message_id = raw.get("messageId")
-            message_token = message_var.set(message_id if type(message_id) is str else None)
+            if type(message_id) is not str:
+                message_id = None
+            message_token = message_var.set(message_id)
             destination_token = destination_var.set(state.destination)
             attributes = raw.get("attributes")
             if type(attributes) is dict:
                 count = attributes.get("ApproximateReceiveCount")
                 if count is not None:
                     try:
-                        count_token = count_var.set(int(count))
+                        receive_count = int(count)
+                        count_token = count_var.set(receive_count)
                     except (TypeError, ValueError):
                         count_token = None  # not a count: left unbound, as receive_count_of does
                 group = attributes.get("MessageGroupId")
@@ -211,7 +214,21 @@ class StructlogBackend:
             middleware = self.middleware
             # A success writes nothing unless success lines are on: no call at all then.
             if record.outcome is not Outcome.SUCCESS or middleware.log_success:
-                middleware.after(record, state)
+                context = None
+                if state.is_sqs:  # the fields just bound, in _log_fields.fields' order, without its lookups
+                    context = {
+                        "message_id": message_id,
+                        "event_source": state.event_source,
+                        "destination": state.destination,
+                        "index": record.index,
+                    }
+                    if count_token is not None:
+                        context["receive_count"] = receive_count
+                    if group_token is not None:
+                        context["fifo_group"] = group
+                    if trace is not None:
+                        context["trace_id"], context["span_id"] = trace
+                middleware.after(record, state, context)
         finally:
             # ValueError: closed (e.g. by the GC) in another context, where nothing of ours is bound.
             # No contextlib.suppress here: this runs for every record.
