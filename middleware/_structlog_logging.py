@@ -108,6 +108,52 @@ def _structlog_variables() -> tuple[ContextVar[Any], ...] | None:
     return tuple(found[key] for key in CONTEXT_KEYS)
 
 
+class _JsonLines:
+    """The private logger (no structlog configuration, none injected): the lines ``_json_processors``
+    render, character for character, in one call instead of a bound logger's proxy and six processors
+    (~4 µs of ~10 per line). A line whose context holds a key those processors set (``timestamp``,
+    ``level``, ``exc_info``) still goes through them."""
+
+    def __init__(self, level: int) -> None:
+        self._processors = _json_processors()
+        self._timestamper = _timestamper()
+        self._render = structlog.processors.JSONRenderer(separators=(",", ":"))
+        self._out = _StdoutLogger()
+        for method, method_level in (("debug", logging.DEBUG), ("info", logging.INFO), ("error", logging.ERROR)):
+            if method_level < level:  # as make_filtering_bound_logger: below the level, a line costs a call
+                setattr(self, method, _drop)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._write("debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._write("info", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._write("error", event, fields)
+
+    def bind(self) -> _JsonLines:
+        return self
+
+    def _write(self, method: str, event: str, fields: dict[str, Any]) -> None:
+        fields["event"] = event
+        merge_contextvars(None, method, fields)
+        if not ("timestamp" in fields or "level" in fields or "exc_info" in fields):
+            del fields["event"]
+            stamp = self._timestamper(None, method, {})["timestamp"]
+            line = self._render(None, method, {"timestamp": stamp, "level": method, "event": event, **fields})
+        else:
+            rendered: Any = fields
+            for processor in self._processors[1:]:
+                rendered = processor(None, method, rendered)
+            line = rendered
+        self._out.msg(str(line))
+
+
+def _drop(event: str, **fields: Any) -> None:
+    """A line below the level."""
+
+
 def _install_stdlib_handler(level: int) -> None:
     """One JSON handler on the root logger. Lambda's own plain-text root handler would print every
     record a second time, so it is replaced; other handlers (yours, pytest's) are left alone."""
@@ -145,9 +191,7 @@ class StructlogBackend:
         self.injected = logger
         self.variables = _structlog_variables()
         wrapper_class = structlog.make_filtering_bound_logger(middleware.level)
-        self.private = structlog.wrap_logger(
-            _StdoutLogger(), processors=_json_processors(), wrapper_class=wrapper_class, context_class=dict
-        ).bind()
+        self.private: Any = _JsonLines(middleware.level)
         if configure_structlog and not structlog.is_configured():
             structlog.configure(
                 processors=_json_processors(),
