@@ -103,6 +103,7 @@ class OtelTracing:
             tracer, CaptureBudget(self.key.max_batch_capture_bytes, self.key.max_response_bytes), batch.redaction
         )
         batch.scratch[self.key] = state
+        state.flushes = not exports_inline(self._provider)  # nothing queued: no flush, no time kept for one
         if self._breaker.is_open:
             # The backend is down: no spans, no flush; count what this invocation would have sent.
             state.active = False
@@ -141,9 +142,8 @@ class OtelTracing:
             invocation = trace.get_current_span()
             if invocation.is_recording():
                 invocation.set_attribute(ATTR_CAPTURE_DROPPED, state.capture.dropped)
-        provider = self._provider
-        if state.active and provider is not None and self.key.flush_timeout_ms and not exports_inline(provider):
-            self._flush(batch, summary, provider)
+        if state.active and state.flushes and self._provider is not None and self.key.flush_timeout_ms:
+            self._flush(batch, summary, self._provider)
 
     # -- record -----------------------------------------------------------------------------------
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
@@ -320,7 +320,7 @@ class OtelTracing:
     # -- flushing ---------------------------------------------------------------------------------
     def flush_budget_ms(self, batch: BatchContext) -> int:
         state: _BatchState | None = batch.scratch.get(self.key)
-        if state is None or not state.active or self._breaker.is_open:
+        if state is None or not state.active or not state.flushes or self._breaker.is_open:
             return 0
         return self.key.flush_timeout_ms
 
@@ -353,6 +353,7 @@ class _BatchState(LinkCache):
         "batch_span",
         "capture",
         "error_types",
+        "flushes",
         "is_sqs",
         "open_spans",
         "per_record_destination",
@@ -363,11 +364,10 @@ class _BatchState(LinkCache):
 
     def __init__(self, tracer: trace.Tracer, capture: CaptureBudget, redaction: Redaction) -> None:
         super().__init__()
-        self.tracer = tracer
-        self.redaction = redaction
-        self.capture = capture
-        #: False when no span of this batch can be sampled: records then cost one dict lookup.
-        self.active = True
+        self.tracer, self.redaction, self.capture = tracer, redaction, capture
+        #: False when no span of this batch can be sampled: records then cost one dict lookup. ``flushes``:
+        #: False when the provider exports as spans end (nothing to flush at batch end).
+        self.active = self.flushes = True
         self.span_name = _PROCESS
         #: The per-batch attributes of every record span (copied per record), set with the span name.
         self.attributes: dict[str, Any] = {}

@@ -1361,6 +1361,23 @@ def test_a_provider_that_exports_as_spans_end_is_not_flushed(
     assert middleware._backend._flusher is None
 
 
+def test_the_deadline_budget_keeps_time_only_for_a_provider_that_queues(exporter: InMemorySpanExporter) -> None:
+    # GIVEN two providers: one exporting each span as it ends, one queueing them (batch span processor)
+    from observed_batch.typing import BatchContext
+
+    queueing = TracerProvider(shutdown_on_exit=False)
+    queueing.add_span_processor(BatchSpanProcessor(exporter))
+    budgets = []
+    for provider in (make_provider(exporter), queueing):
+        middleware = tracing(provider, flush_timeout_ms=1500)
+        batch = BatchContext(EventType.SQS, sqs_event(1)["Records"])
+        # WHEN the deadline budget asks what the end-of-batch wait would be
+        middleware.on_batch_start(batch)
+        budgets.append(middleware.flush_budget_ms(batch))
+    # THEN nothing is kept for the first (it is never flushed), the flush timeout for the second
+    assert budgets == [0, 1500]
+
+
 # -- options ------------------------------------------------------------------------------------------
 def test_options_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, provider: TracerProvider) -> None:
     # GIVEN tracing enabled and tuned by environment variables
