@@ -115,21 +115,37 @@ def receive_count_of(value: Any) -> int | None:
         return None
 
 
-def fields(record: RecordContext, event_source: str | None) -> dict[str, Any]:
-    """The record's context fields, through the generic accessors (lines and the portable path)."""
-    found: dict[str, Any] = {
-        "message_id": record.message_id,
-        "event_source": event_source,
-        "destination": record.destination,
-        "index": record.index,
-    }
-    receive_count = record.receive_count
+def fields(record: RecordContext, event_source: str | None, state: BatchState | None = None) -> dict[str, Any]:
+    """The record's context fields. With the batch's ``state``: an SQS record's read straight from its
+    dict (same values as the generic accessors) and the trace ids through ``state.current_trace_ids``."""
+    raw = record.raw
+    if state is not None and state.is_sqs and type(raw) is dict:
+        message_id = raw.get("messageId")
+        found: dict[str, Any] = {
+            "message_id": message_id if type(message_id) is str else None,
+            "event_source": event_source,
+            "destination": state.destination,
+            "index": record.index,
+        }
+        attributes = raw.get("attributes")
+        receive_count = fifo_group = None
+        if type(attributes) is dict:
+            receive_count = receive_count_of(attributes.get("ApproximateReceiveCount"))
+            group = attributes.get("MessageGroupId")
+            fifo_group = group if type(group) is str else None
+    else:
+        found = {
+            "message_id": record.message_id,
+            "event_source": event_source,
+            "destination": record.destination,
+            "index": record.index,
+        }
+        receive_count, fifo_group = record.receive_count, record.fifo_group
     if receive_count is not None:
         found["receive_count"] = receive_count
-    fifo_group = record.fifo_group
     if fifo_group is not None:
         found["fifo_group"] = fifo_group
-    trace = trace_ids()
+    trace = state.current_trace_ids() if state is not None else trace_ids()
     if trace is not None:
         found["trace_id"], found["span_id"] = trace
     return found

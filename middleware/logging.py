@@ -153,11 +153,11 @@ class LoggingMiddleware(Middleware):
         ``context``: the record's context fields (``_log_fields.fields``) if the backend has them at hand."""
         outcome = record.outcome
         if outcome is Outcome.FAILURE:
-            self._log_failure(state.logger, record, context or fields(record, state.event_source))
+            self._log_failure(state.logger, record, context or fields(record, state.event_source, state))
         elif outcome is Outcome.SUCCESS and self.log_success:
             rate = self.success_sample_rate
             if rate >= 1.0 or random.random() < rate:
-                line = context or fields(record, state.event_source)
+                line = context or fields(record, state.event_source, state)
                 line["duration_ms"] = round(record.duration_ms, 3)
                 self._add_body(line, record)
                 state.logger.debug("record_processed", **line)
