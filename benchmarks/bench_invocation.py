@@ -9,7 +9,9 @@ Rows (issue 22's table):
 - 10 records, 1 failing: the same (the failure is captured by Sentry and flushed at batch end);
 - 10 records, all failing, Sentry only: 10 captured events per invocation, next to the Powertools docs'
   ``failure_handler`` + ``sentry_sdk.capture_exception`` with the same options (frame locals off), so a
-  gain is ours and not a dropped feature.
+  gain is ours and not a dropped feature; once with the application's ``sentry_sdk.init`` (SDK defaults),
+  once with the client the middleware initialises from ``SENTRY_DSN``. "SDK sending only" is the floor:
+  the same 10 envelopes, built beforehand, only sent and flushed by the SDK's transport.
 
 Each sample times ``--inner`` invocations of every variant, interleaved (A B C A B C ...), and divides by
 ``--inner``; the row reports the median over samples of (variant - bare in the same sample): "added ms".
@@ -27,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,6 +51,9 @@ GOALS = {
     ("10 records, 1 failing", "all five"): 1.5,
     ("10 records, all failing: 10 Sentry events", "sentry middleware"): 10.0,
 }
+SENTRY_ROW = "10 records, all failing: 10 Sentry events"
+#: The same, with the client the middleware initialises from ``SENTRY_DSN`` (the integrations it leaves out).
+SENTRY_DSN_ROW = "10 records, all failing: 10 Sentry events, Sentry initialised from SENTRY_DSN"
 
 
 def _event(failing: int) -> dict[str, Any]:
@@ -96,15 +102,51 @@ def _hand_rolled_sentry(event: dict[str, Any]) -> Invoke:
     return _invoke(HandRolled(pt.EventType.SQS, raise_on_entire_batch_failure=False), event, lambda: client.flush(2.0))
 
 
-def _null_client() -> Any:
-    """A client with the global one's options whose transport drops envelopes: what building an event costs,
-    without the SDK's sending (its worker thread, compression, HTTP) and the flush waiting for it."""
+#: The global client's options a benchmark client copies (integrations included: the SDK's defaults or ours).
+_CLIENT_OPTIONS = (
+    "dsn",
+    "environment",
+    "release",
+    "default_integrations",
+    "auto_enabling_integrations",
+    "integrations",
+)
+
+
+def _null_client(sink: Callable[[Any], None] = lambda envelope: None) -> Any:
+    """A client with the global one's options whose transport hands envelopes to ``sink`` (drops them): what
+    building an event costs, without the SDK's sending (its worker thread, compression, HTTP) and the flush."""
     import sentry_sdk
 
     options = sentry_sdk.get_client().options
-    client = sentry_sdk.Client(dsn=options["dsn"], environment="bench", release="bench")
-    client.transport.capture_envelope = lambda envelope: None  # type: ignore[union-attr,method-assign]
+    client = sentry_sdk.Client(**{name: options[name] for name in _CLIENT_OPTIONS})
+    client.transport.capture_envelope = sink  # type: ignore[union-attr,method-assign]
     return client
+
+
+def _sending_only(event: dict[str, Any]) -> Invoke:
+    """The SDK's transport alone: the envelopes of the row's 10 events, built once beforehand with the global
+    client's options, then per invocation handed to its transport and flushed (what no integration avoids)."""
+    import sentry_sdk
+
+    envelopes: list[Any] = []
+    builder = _null_client(envelopes.append)
+    builder.options["include_local_variables"] = False
+    with sentry_sdk.new_scope() as scope:
+        scope.set_client(builder)
+        for record in event["Records"]:
+            try:
+                handler(SimpleNamespace(body=record["body"]))
+            except ValueError as error:
+                sentry_sdk.capture_exception(error)
+    client = sentry_sdk.get_client()
+
+    def invoke() -> None:
+        for envelope in envelopes:
+            client.transport.capture_envelope(envelope)  # type: ignore[union-attr]
+        client.flush(2.0)
+
+    return invoke
 
 
 def _hand_rolled_unsent(event: dict[str, Any]) -> Invoke:
@@ -132,6 +174,16 @@ def _sentry_unsent(event: dict[str, Any]) -> Invoke:
     )
 
 
+def _sentry_powertools_logging(event: dict[str, Any]) -> Invoke:
+    """``sentry`` with ``logging`` writing through a Powertools Logger (stdlib logging, which Sentry's logging
+    integration sees): one ``record_failed`` error line per failure next to the Sentry event."""
+    from observed_batch.middleware import LoggingMiddleware, SentryMiddleware
+
+    middleware = [SentryMiddleware(), LoggingMiddleware(backend="powertools")]
+    processor = ob.BatchProcessor(ob.EventType.SQS, raise_on_entire_batch_failure=False, middleware=middleware)
+    return _invoke(processor, event)
+
+
 def rows() -> list[tuple[str, int, dict[str, Callable[[dict[str, Any]], Invoke]]]]:
     """(row title, failing records, {variant: build(event) -> invoke})."""
     common: dict[str, Callable[[dict[str, Any]], Invoke]] = {
@@ -149,11 +201,14 @@ def rows() -> list[tuple[str, int, dict[str, Callable[[dict[str, Any]], Invoke]]
         ),
         "capture_exception, events built, not sent": _hand_rolled_unsent,
         "sentry middleware, events built, not sent": _sentry_unsent,
+        "SDK sending only (the same envelopes, built beforehand)": _sending_only,
     }
+    sentry_dsn = {**sentry, "sentry + logging (Powertools Logger backend)": _sentry_powertools_logging}
     return [
         ("10 records, none failing", 0, common),
         ("10 records, 1 failing", 1, common),
-        ("10 records, all failing: 10 Sentry events", SIZE, sentry),
+        (SENTRY_ROW, SIZE, sentry),
+        (SENTRY_DSN_ROW, SIZE, sentry_dsn),
     ]
 
 
@@ -214,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
             out.write(f"\n{args.samples} samples of {args.inner} invocations per variant, interleaved\n")
             goals: list[str] = []
             for title, failing, variants in rows():
+                if title == SENTRY_DSN_ROW:
+                    from observed_batch.middleware._sentry_client import init_options
+
+                    sentry_sdk.init(**{**init_options(dsn), "environment": "bench", "release": "bench"})
                 event = _event(failing)
                 invokers = {"bare Powertools": _bare(event)}
                 invokers.update({name: build(event) for name, build in variants.items()})

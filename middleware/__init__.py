@@ -18,15 +18,6 @@ __all__ = [
     "TracingMiddleware",
 ]
 
-_BY_CLASS = {
-    "MetricsMiddleware": "metrics",
-    "TracingMiddleware": "tracing",
-    "SentryMiddleware": "sentry",
-    "LoggingMiddleware": "logging",
-    "TimeoutGuardMiddleware": "timeout_guard",
-    "StopOnFailureMiddleware": "stop_on_failure",
-    "RetryPolicyMiddleware": "retry_policy",
-}
 
 if TYPE_CHECKING:  # pragma: no cover
     from observed_batch.middleware.logging import LoggingMiddleware
@@ -39,10 +30,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def __getattr__(attribute: str) -> Any:
-    name = _BY_CLASS.get(attribute)
+    # The registry (observed_batch.config.BUILTINS) says which module holds each class; ``__all__`` stays a
+    # literal for type checkers and star imports (a test keeps the two equal).
+    from observed_batch.config import BUILTINS, builtin_class
+
+    name = next((name for name, builtin in BUILTINS.items() if builtin.cls == attribute), None)
     if name is None:
         raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
-    from observed_batch.config import builtin_class
 
     # Without the backend check: LoggingMiddleware(backend="powertools") needs no structlog; each
     # constructor checks the package of the backend it is given.

@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["MIN_CAPTURE_BYTES", "TRUNCATION_MARKER", "CaptureBudget", "to_text", "truncate"]
+from observed_batch.text import TRUNCATION_MARKER, cut_bytes
 
-#: Appended to (or, for stack traces, prepended to) text cut at ``max_response_bytes``.
-TRUNCATION_MARKER = "...[truncated]"
-_MARKER_BYTES = len(TRUNCATION_MARKER.encode())
+__all__ = ["MIN_CAPTURE_BYTES", "TRUNCATION_MARKER", "CaptureBudget", "to_text"]
+
 MIN_CAPTURE_BYTES = 64
 
 
@@ -36,7 +35,7 @@ class CaptureBudget:
         if self.exhausted:
             self.dropped += 1
             return None
-        kept, size = truncate(text, self.max_bytes, keep_tail)
+        kept, size = cut_bytes(text, self.max_bytes, keep_tail, fit_marker=True)
         cost = min(size, self.max_bytes)
         if cost > self.budget:
             self.exhausted = True
@@ -66,15 +65,3 @@ def to_text(value: Any) -> str:
         return json.dumps(value, default=repr, ensure_ascii=False)
     except Exception:
         return safe_str(value)
-
-
-def truncate(text: str, limit: int, keep_tail: bool = False) -> tuple[str, int]:
-    """``text`` within ``limit`` UTF-8 bytes, cut with a marker, and its original size in bytes."""
-    data = text.encode("utf-8", "replace")
-    size = len(data)
-    if size <= limit:
-        return text, size
-    room = limit - _MARKER_BYTES
-    if keep_tail:
-        return TRUNCATION_MARKER + data[size - room :].decode("utf-8", "ignore"), size
-    return data[:room].decode("utf-8", "ignore") + TRUNCATION_MARKER, size

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from observed_batch.otel_ids import current_trace_ids
 from observed_batch.sources import EVENT_SOURCES
 from observed_batch.sources import body_text as sources_body_text
 from observed_batch.typing import RecordContext
@@ -21,9 +22,6 @@ __all__ = [
     "fields",
     "identifier_text",
     "receive_count_of",
-    "trace_ids",
-    "truncate",
-    "truncate_bytes",
 ]
 
 #: Per-record context keys, bound while the record runs (the last four only when known).
@@ -37,7 +35,6 @@ CONTEXT_KEYS = (
     "trace_id",
     "span_id",
 )
-_TRUNCATED = "...[truncated]"
 
 
 class BatchState:
@@ -56,34 +53,19 @@ class BatchState:
         otel_context: Any = sys.modules.get("opentelemetry.context")
         self._otel_context: Any = getattr(otel_context, "get_current", None)
 
-    def current_trace_ids(self) -> tuple[str, str] | None:
-        """``trace_ids()``, read again only when the current OTel context changed: records of a batch
-        without per-record spans all run in the invocation's context (same object, same ids)."""
+    def trace_ids(self) -> tuple[str, str] | None:
+        """``otel_ids.current_trace_ids()``, read again only when the current OTel context changed: records
+        of a batch without per-record spans all run in the invocation's context (same object, same ids)."""
         get_current = self._otel_context
         if get_current is None:
             # OTel not loaded when the batch started: it may still be, by a handler (importing is not ours).
-            return trace_ids() if "opentelemetry.trace" in sys.modules else None
+            return current_trace_ids() if "opentelemetry.trace" in sys.modules else None
         current = get_current()
         cached_context, ids = self._trace
         if current is not cached_context:
-            ids = trace_ids()
+            ids = current_trace_ids()
             self._trace = (current, ids)
         return ids
-
-
-def truncate(text: str, limit: int, keep_tail: bool = False) -> str:
-    if len(text) <= limit:
-        return text
-    if keep_tail:  # a traceback's last frames and the exception line matter most
-        return _TRUNCATED + text[len(text) - limit :]
-    return text[:limit] + _TRUNCATED
-
-
-def truncate_bytes(text: str, limit: int) -> str:
-    encoded = text.encode("utf-8")
-    if len(encoded) <= limit:
-        return text
-    return encoded[:limit].decode("utf-8", errors="ignore") + _TRUNCATED
 
 
 def body_text(record: RecordContext) -> str | None:
@@ -97,17 +79,6 @@ def identifier_text(identifier: Any) -> str:
     return str(identifier)
 
 
-def trace_ids() -> tuple[str, str] | None:
-    """The current OTel span's W3C ids, if OTel is loaded at all (importing it is not our call)."""
-    otel_trace: Any = sys.modules.get("opentelemetry.trace")
-    if otel_trace is None:
-        return None
-    context = otel_trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
-
-
 def receive_count_of(value: Any) -> int | None:
     try:
         return int(value) if value is not None else None
@@ -117,7 +88,7 @@ def receive_count_of(value: Any) -> int | None:
 
 def fields(record: RecordContext, event_source: str | None, state: BatchState | None = None) -> dict[str, Any]:
     """The record's context fields. With the batch's ``state``: an SQS record's read straight from its
-    dict (same values as the generic accessors) and the trace ids through ``state.current_trace_ids``."""
+    dict (same values as the generic accessors) and the trace ids through ``state.trace_ids``."""
     raw = record.raw
     if state is not None and state.is_sqs and type(raw) is dict:
         message_id = raw.get("messageId")
@@ -145,7 +116,7 @@ def fields(record: RecordContext, event_source: str | None, state: BatchState | 
         found["receive_count"] = receive_count
     if fifo_group is not None:
         found["fifo_group"] = fifo_group
-    trace = state.current_trace_ids() if state is not None else trace_ids()
+    trace = state.trace_ids() if state is not None else current_trace_ids()
     if trace is not None:
         found["trace_id"], found["span_id"] = trace
     return found

@@ -2,11 +2,14 @@
 
 - ``default_provider()``: the global tracer provider if the user (or the OTel Lambda layer) set one,
   else one built once per process from ``OTEL_*`` (``provider_from_env``).
-- Our own OTLP exporter sits behind ``GuardedSpanExporter``: a connection that is refused or times
-  out fails the export at once (the OTLP exporter would otherwise retry with backoff for up to its
-  timeout, logging each retry), the failure opens the process's OTLP ``Breaker``, and while it is
-  open spans are dropped and counted without touching the network. The exporter's own log lines are
-  kept out of the function's logs: the breaker says it once.
+- Our own OTLP exporter is built by the first flush (or export), not with the provider
+  (``DeferredSpanExporter``): its imports (protobuf, the HTTP layer of ``_otel_compat``) are not paid by
+  building the processor or starting a batch, nor ever by a process that sends no span. It sits
+  behind ``GuardedSpanExporter``: a connection that is refused or times out fails the export at once
+  (the OTLP exporter would otherwise retry with backoff for up to its timeout, logging each retry),
+  the failure opens the process's OTLP ``Breaker``, and while it is open spans are dropped and counted
+  without touching the network. The exporter's own log lines are kept out of the function's logs:
+  the breaker says it once.
 - ``Flusher``: runs the provider's ``force_flush`` on a thread so that the invocation's wait is
   bounded (the SDK's batch span processor does not bound its own flush).
 """
@@ -18,6 +21,7 @@ import os
 import queue
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,9 +33,12 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from observed_batch.breaker import Breaker
 
+from ._otel_compat import otlp_span_exporter
+
 __all__ = [
     "COLLECTOR_CONVENTION",
     "ENV_BREAKER",
+    "DeferredSpanExporter",
     "Flusher",
     "GuardedSpanExporter",
     "default_provider",
@@ -96,7 +103,9 @@ def provider_from_env(environ: Mapping[str, str] | None = None) -> SdkTracerProv
     for name in {n.strip().lower() for n in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")} - {"", "none"}:
         exporter: SpanExporter
         if name == "otlp":
-            exporter = GuardedSpanExporter(_otlp_exporter(), ENV_BREAKER)
+            deferred = DeferredSpanExporter(otlp_span_exporter)
+            _DEFERRED.setdefault(provider, []).append(deferred)
+            exporter = GuardedSpanExporter(deferred, ENV_BREAKER)
             if "OTEL_TRACES_EXPORTER" not in environ and not any(environ.get(v) for v in _ENDPOINT_VARIABLES):
                 logger.warning(
                     "observed_batch tracing: no tracer provider is set and neither OTEL_EXPORTER_OTLP_ENDPOINT nor"
@@ -112,38 +121,6 @@ def provider_from_env(environ: Mapping[str, str] | None = None) -> SdkTracerProv
             continue
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
-
-
-def _otlp_exporter() -> SpanExporter:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter(session=_fail_fast_session())
-
-
-class CollectorUnreachable(Exception):
-    """The collector refused the connection or did not answer in time: not worth the exporter's retries."""
-
-
-def _fail_fast_session() -> Any:
-    """A ``requests.Session`` that turns connection errors and timeouts into ``CollectorUnreachable``,
-    which the OTLP exporter does not retry: a refused port fails the export in milliseconds.
-    A connection dropped by the collector (a stale keep-alive) is tried once more first."""
-    import requests
-
-    class FailFastSession(requests.Session):
-        def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return super().request(method, url, *args, **kwargs)
-            except requests.exceptions.Timeout as exc:
-                raise CollectorUnreachable(f"no answer from {url!s} ({type(exc).__name__})") from None
-            except requests.exceptions.ConnectionError:
-                pass
-            try:
-                return super().request(method, url, *args, **kwargs)
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                raise CollectorUnreachable(f"cannot connect to {url!s} ({type(exc).__name__})") from None
-
-    return FailFastSession()
 
 
 class _ExportLog(logging.Filter):
@@ -164,6 +141,51 @@ class _ExportLog(logging.Filter):
 _EXPORT_LOG = _ExportLog()
 for _name in _EXPORTER_LOGGERS:
     logging.getLogger(_name).addFilter(_EXPORT_LOG)
+
+
+class DeferredSpanExporter(SpanExporter):
+    """Builds its exporter with ``factory`` when the first spans are exported, or when ``build`` is called.
+
+    ``Flusher.flush`` builds the deferred exporters of the provider it flushes on the calling thread, before
+    its bounded wait: the one-time imports are set-up, and must not make a first flush time out (and open
+    the breaker) on a slow cold start.
+    """
+
+    def __init__(self, factory: Callable[[], SpanExporter]) -> None:
+        self._factory = factory
+        self._exporter: SpanExporter | None = None
+        self._lock = threading.Lock()
+
+    def build(self) -> SpanExporter:
+        with self._lock:
+            if self._exporter is None:
+                self._exporter = self._factory()
+            return self._exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.build().export(spans)
+
+    def shutdown(self) -> None:
+        if self._exporter is not None:
+            self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True if self._exporter is None else self._exporter.force_flush(timeout_millis)
+
+
+#: The deferred exporters of the providers built from ``OTEL_*``, by provider.
+_DEFERRED: weakref.WeakKeyDictionary[SdkTracerProvider, list[DeferredSpanExporter]] = weakref.WeakKeyDictionary()
+
+
+def _build_deferred(force_flush: Callable[..., Any]) -> None:
+    """Builds the not yet built exporters of the provider whose ``force_flush`` this is (once per provider)."""
+    provider = getattr(force_flush, "__self__", None)
+    pending = _DEFERRED.pop(provider, ()) if isinstance(provider, SdkTracerProvider) else ()
+    for deferred in pending:
+        try:
+            deferred.build()
+        except Exception:  # the export fails the same way, and the breaker says so
+            logger.debug("building the OTLP exporter failed", exc_info=True)
 
 
 class GuardedSpanExporter(SpanExporter):
@@ -218,6 +240,7 @@ class Flusher:
 
     def flush(self, timeout_ms: int) -> bool:
         """True when the flush finished within ``timeout_ms`` and the provider reported success."""
+        _build_deferred(self._force_flush)
         done, result = threading.Event(), [False]
         self._requests.put((done, timeout_ms, result))
         with self._lock:

@@ -7,12 +7,11 @@ Producer contexts found in a record (W3C ``traceparent`` / ``tracestate`` messag
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.propagators.aws import AwsXRayPropagator
-from opentelemetry.propagators.aws.aws_xray_propagator import TRACE_HEADER_KEY
 from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -34,7 +33,15 @@ __all__ = [
 
 LINK_CACHE_LIMIT = 1024
 _W3C = TraceContextTextMapPropagator()
-_XRAY = AwsXRayPropagator()
+
+
+@cache
+def _xray_extract() -> Callable[[str], otel_context.Context]:
+    """The X-Ray propagator's extraction, imported with the first ``AWSTraceHeader`` (cold start)."""
+    from opentelemetry.propagators.aws.aws_xray_propagator import TRACE_HEADER_KEY, AwsXRayPropagator
+
+    propagator = AwsXRayPropagator()
+    return lambda header: propagator.extract({TRACE_HEADER_KEY: header})
 
 
 class LinkCache:
@@ -119,7 +126,7 @@ def producer_contexts(headers: Mapping[str, str]) -> list[SpanContext]:
         _append_context(contexts, lambda: _W3C.extract(headers))
     xray = headers.get("x-amzn-trace-id")
     if xray:
-        _append_context(contexts, lambda: _XRAY.extract({TRACE_HEADER_KEY: xray}))
+        _append_context(contexts, lambda: _xray_extract()(xray))
     return contexts
 
 

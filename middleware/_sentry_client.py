@@ -3,9 +3,12 @@
 Most invocations have no failed record, so most never need Sentry: ``sentry_sdk`` is imported (~70 ms
 at cold start) and, from ``SENTRY_DSN``, initialised only when the first record fails, unless the
 application already did either. When we initialise it, it is with what a batch consumer needs: the
-``logging`` integration (breadcrumbs, and events from ``logging.error``) and ``dedupe``; no
-auto-enabling integrations (which import botocore and friends: ~600 ms). An application that wants
-more calls ``sentry_sdk.init`` itself, and that client is used.
+``logging`` integration for breadcrumbs only, and ``dedupe``. No auto-enabling integrations (which
+import botocore and friends: ~600 ms), no default ones (``modules`` alone is half of every event's
+serialisation), and no events from ``logging.error`` lines: a failed record is one event, ours, within
+``max_events_per_batch``; an error line (the ``logging`` middleware's ``record_failed`` through a Powertools
+Logger, or the handler's own) would be a second event per failure, outside the cap. An application that
+wants more calls ``sentry_sdk.init`` itself, and that client is used.
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ from ._sentry_compat import watch_transport
 if TYPE_CHECKING:
     from sentry_sdk.client import BaseClient
 
-__all__ = ["BACKEND", "active_client", "breaker_for", "can_send", "check_dsn", "init_from_environment"]
+__all__ = [
+    "BACKEND",
+    "active_client",
+    "breaker_for",
+    "can_send",
+    "check_dsn",
+    "init_from_environment",
+    "init_options",
+]
 
 logger = logging.getLogger("observed_batch")
 
@@ -67,9 +78,10 @@ def check_dsn(dsn: str) -> None:
         raise ConfigError(f"SENTRY_DSN is not a usable Sentry DSN: {dsn!r} has no numeric project id")
 
 
-def init_from_environment(dsn: str) -> BaseClient:
-    """``sentry_sdk.init`` from ``SENTRY_DSN`` / ``SENTRY_ENVIRONMENT`` / ``SENTRY_RELEASE``, lean."""
-    import sentry_sdk
+def init_options(dsn: str) -> dict[str, Any]:
+    """What ``init_from_environment`` passes to ``sentry_sdk.init``: ``SENTRY_DSN`` / ``SENTRY_ENVIRONMENT`` /
+    ``SENTRY_RELEASE``; ``logging`` (breadcrumbs from ``INFO``, no events) and ``dedupe`` as the only
+    integrations. The benchmarks build their clients from it too (``capture_exception`` under the same options)."""
     from sentry_sdk.integrations.dedupe import DedupeIntegration
     from sentry_sdk.integrations.logging import LoggingIntegration
 
@@ -77,12 +89,19 @@ def init_from_environment(dsn: str) -> BaseClient:
         "dsn": dsn,
         "default_integrations": False,
         "auto_enabling_integrations": False,
-        "integrations": [LoggingIntegration(), DedupeIntegration()],
+        "integrations": [LoggingIntegration(event_level=None), DedupeIntegration()],
     }
     for option, variable in (("environment", "SENTRY_ENVIRONMENT"), ("release", "SENTRY_RELEASE")):
         value = os.environ.get(variable, "").strip()
         if value:
             options[option] = value
-    sentry_sdk.init(**options)
+    return options
+
+
+def init_from_environment(dsn: str) -> BaseClient:
+    """``sentry_sdk.init`` from ``SENTRY_DSN`` / ``SENTRY_ENVIRONMENT`` / ``SENTRY_RELEASE``, lean."""
+    import sentry_sdk
+
+    sentry_sdk.init(**init_options(dsn))
     client: BaseClient = sentry_sdk.get_client()
     return client

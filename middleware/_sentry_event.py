@@ -4,12 +4,12 @@ pydantic errors without their input values, the opt-in body, and the redaction o
 from __future__ import annotations
 
 import json
-import sys
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from observed_batch.redaction import Redaction, is_validation_error, validation_message
 from observed_batch.sources import EVENT_SOURCES, body_text
+from observed_batch.text import TRUNCATION_MARKER, cut_bytes
 from observed_batch.typing import BatchContext, RecordContext
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ __all__ = [
     "bounded_body",
     "event_options",
     "is_application_frame",
-    "otel_trace_ids",
     "record_body",
     "record_context",
     "record_tags",
@@ -49,19 +48,16 @@ def batch_tags(batch: BatchContext, destination: str | None) -> dict[str, str]:
     return tags
 
 
-def record_tags(record: RecordContext, trace_ids: tuple[str, str] | None) -> dict[str, str]:
-    batch = record.batch
-    tags = {
-        "event_source": EVENT_SOURCES[batch.event_type],
-        _MODE_TAG: "async" if batch.is_async else "sync",
-    }
-    optional = {
-        batch.destination_kind: record.destination,
-        "message_id": record.message_id,
-        "receive_count": record.receive_count,
-        "fifo_group": record.fifo_group,
-    }
-    tags.update({key: str(value) for key, value in optional.items() if value is not None})
+def record_tags(context: dict[str, Any], trace_ids: tuple[str, str] | None) -> dict[str, str]:
+    """The searchable part of a record's context block (``record_context``), as Sentry tags."""
+    tags = {"event_source": context["event_source"], _MODE_TAG: context["mode"]}
+    destination = context.get("destination")
+    if destination is not None:
+        tags[context["destination_kind"]] = str(destination)
+    for key in ("message_id", "receive_count", "fifo_group"):
+        value = context.get(key)
+        if value is not None:
+            tags[key] = str(value)
     if trace_ids is not None:
         tags["trace_id"], tags["span_id"] = trace_ids
     return tags
@@ -88,17 +84,6 @@ def record_context(record: RecordContext) -> dict[str, Any]:
         "aws_request_id": getattr(batch.lambda_context, "aws_request_id", None),
     }
     return {key: value for key, value in context.items() if value is not None}
-
-
-def otel_trace_ids() -> tuple[str, str] | None:
-    """The current OpenTelemetry span's ids, if the application uses OpenTelemetry (never imported here)."""
-    trace = sys.modules.get("opentelemetry.trace")
-    if trace is None:
-        return None
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
 def redact_validation_errors(event: Event, exception: BaseException) -> dict[str, Any] | None:
@@ -154,24 +139,39 @@ def is_application_frame(path: str, module: object) -> bool:
     return not (isinstance(module, str) and module.partition(".")[0] in _LIBRARY_MODULES)
 
 
-def add_source_context(event: Event, max_value_length: int | None) -> None:
+#: Source lines of one frame (``pre_context``, ``context_line``, ``post_context``), ``None`` for a library frame.
+SourceLines = tuple[list[Any], Any, list[Any]] | None
+
+
+def add_source_context(
+    event: Event, max_value_length: int | None, seen: dict[tuple[str, int, object], SourceLines]
+) -> None:
     """Source lines around each frame of the application's own code, as the SDK adds them to every frame.
 
     Library frames get none, and files are read through ``linecache`` (read once per process, not per
-    event and frame as the SDK does through the module loader).
+    event and frame as the SDK does through the module loader). ``seen`` keeps each frame's lines for the
+    batch: its failures mostly share their frames.
     """
     from sentry_sdk.utils import get_lines_from_file
 
     for value in event.get("exception", {}).get("values", []):
         for frame in (value.get("stacktrace") or {}).get("frames", []):
-            path, lineno = frame.get("abs_path"), frame.get("lineno")
+            path, lineno, module = frame.get("abs_path"), frame.get("lineno"), frame.get("module")
             if not isinstance(path, str) or not isinstance(lineno, int):
                 continue
-            if not is_application_frame(path, frame.get("module")):
-                continue
-            pre, line, post = get_lines_from_file(path, lineno - 1, max_value_length)
-            if line is not None:
-                frame["pre_context"], frame["context_line"], frame["post_context"] = pre, line, post
+            key = (path, lineno, module)
+            if key in seen:
+                lines = seen[key]
+            else:
+                lines = None
+                if is_application_frame(path, module):
+                    pre, line, post = get_lines_from_file(path, lineno - 1, max_value_length)
+                    lines = (pre, line, post) if line is not None else None
+                seen[key] = lines
+            if lines is not None:
+                # Lists of their own: an event processor or before_send may change one event's frames.
+                pre, line, post = lines
+                frame["pre_context"], frame["context_line"], frame["post_context"] = list(pre), line, list(post)
 
 
 # -- bodies (opt-in) --------------------------------------------------------------------------------
@@ -182,10 +182,9 @@ def record_body(record: RecordContext) -> str | None:
 
 def bounded_body(body: str, max_bytes: int) -> Any:
     """A JSON object/array that fits goes as structure (so key-based scrubbing applies), else cut text."""
-    data = body.encode("utf-8", "replace")
-    if len(data) > max_bytes:
-        kept = data[:max_bytes].decode("utf-8", "ignore")
-        return f"{kept}...[truncated {len(data) - max_bytes} of {len(data)} bytes]"
+    kept, size = cut_bytes(body, max_bytes, marker="")
+    if size > max_bytes:
+        return f"{kept}{TRUNCATION_MARKER[:-1]} {size - max_bytes} of {size} bytes]"
     try:
         parsed = json.loads(body)
     except ValueError:

@@ -249,7 +249,7 @@ class StructlogBackend:
             destination_token = destination_var.set(record.destination)
         source_token = source_var.set(state.event_source)
         index_token = index_var.set(record.index)
-        trace = state.current_trace_ids()
+        trace = state.trace_ids()
         if trace is not None:
             trace_token = trace_var.set(trace[0])
             span_token = span_var.set(trace[1])

@@ -22,14 +22,16 @@ import logging
 import os
 import random
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from observed_batch.config import require_backend
 from observed_batch.errors import ConfigError
+from observed_batch.options import Option, Options, validated
+from observed_batch.text import cut, cut_bytes
 from observed_batch.tracebacks import type_name
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
-from ._log_fields import EVENT_SOURCES, BatchState, body_text, fields, identifier_text, truncate, truncate_bytes
+from ._log_fields import EVENT_SOURCES, BatchState, body_text, fields, identifier_text
 
 __all__ = ["LoggingMiddleware"]
 
@@ -41,7 +43,6 @@ _LEVELS = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
-_BACKENDS = ("structlog", "powertools")
 
 
 def _resolve_level(level: str | None, environ: Mapping[str, str]) -> int:
@@ -63,16 +64,97 @@ def _resolve_level(level: str | None, environ: Mapping[str, str]) -> int:
     return logging.INFO
 
 
-def _check_count(option: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"logging option {option}={value!r} must be a non-negative integer")
-    return value
-
-
+@validated
 class LoggingMiddleware(Middleware):
     """Per-record bound context, one line per failure, one batch summary; structlog or Powertools Logger."""
 
     name = "logging"
+    #: Every option, declared once: validation (env, pyproject, code) and the docs come from here.
+    OPTIONS: ClassVar[Options] = Options(
+        Option(
+            "backend",
+            ("structlog", "powertools"),
+            "structlog",
+            "`structlog`: structlog JSON lines (this page). `powertools`: the record context goes into "
+            "your Powertools `Logger` and our lines are written through it; structlog is not needed "
+            "([Powertools backend](#powertools-backend)).",
+        ),
+        Option(
+            "level",
+            str,
+            None,
+            "Level of the built-in JSON logger (`debug` … `critical`). Not used when structlog is "
+            "configured by you: your configuration filters.",
+            default_doc="`POWERTOOLS_LOG_LEVEL`, then `LOG_LEVEL`, then `info`",
+        ),
+        Option(
+            "log_success",
+            bool,
+            False,
+            "Write a `record_processed` debug line per successful record (needs level `debug` to show).",
+        ),
+        Option(
+            "success_sample_rate",
+            float,
+            1.0,
+            "Fraction of successes that get a line, chosen at random per record.",
+            max=1,
+        ),
+        Option("max_failed_ids", int, 50, "Cap of `failed_message_ids` in the summary (`failures` still counts all)."),
+        Option(
+            "max_traceback_chars",
+            int,
+            4096,
+            "Traceback size; the end is kept (innermost frames, exception line). `0` leaves `exception` out.",
+        ),
+        Option("max_message_chars", int, 1024, "Cap of `exc_message`."),
+        Option(
+            "include_body",
+            bool,
+            False,
+            "Add the record payload as `body` to record lines (SQS body, decoded Kinesis data / Kafka "
+            "value, DynamoDB `NewImage` as JSON).",
+        ),
+        Option(
+            "max_body_bytes",
+            int,
+            1024,
+            "Cap of `body` in UTF-8 bytes (never splits a character), then `...[truncated]`.",
+        ),
+        Option(
+            "include_input_values",
+            bool,
+            False,
+            "Keep the input values a pydantic `ValidationError` quotes in `exc_message` / `exception` "
+            "(left out by default; see [privacy](../privacy.md)).",
+        ),
+        Option(
+            "stdlib_interop",
+            bool,
+            False,
+            "Render stdlib `logging` records (boto3, your libraries) as the same JSON lines, record context included.",
+        ),
+        Option(
+            "configure_structlog",
+            bool,
+            False,
+            "If structlog is not configured yet, configure it globally with the same JSON output.",
+        ),
+        Option(
+            "logger",
+            None,
+            None,
+            "A structlog-style logger (`.error/.info/.debug(event, **fields)`) that receives our lines.",
+            default_doc="none",
+        ),
+        Option(
+            "powertools_logger",
+            None,
+            None,
+            "Backend `powertools`: your Powertools `Logger`, checked at construction.",
+            default_doc="found at the first batch ([which Logger](#powertools-backend))",
+        ),
+    )
 
     def __init__(
         self,
@@ -92,25 +174,17 @@ class LoggingMiddleware(Middleware):
         logger: Any = None,
         powertools_logger: Any = None,
     ) -> None:
-        if backend not in _BACKENDS:
-            raise ConfigError(f"logging option backend={backend!r} is not one of: {', '.join(_BACKENDS)}")
-        rate = success_sample_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
-            raise ConfigError(f"logging option success_sample_rate={rate!r} must be a number between 0 and 1")
-        if level is not None and not isinstance(level, str):
-            raise ConfigError(f"logging option level={level!r} must be a level name such as 'info'")
+        # Each value was checked against OPTIONS (@validated); what is left are rules between options.
         self.backend = backend
         self.level = _resolve_level(level, os.environ)
-        self.log_success = bool(log_success)
-        self.success_sample_rate = float(rate)
-        self.max_failed_ids = _check_count("max_failed_ids", max_failed_ids)
-        self.max_traceback_chars = _check_count("max_traceback_chars", max_traceback_chars)
-        self.max_message_chars = _check_count("max_message_chars", max_message_chars)
-        self.include_body = bool(include_body)
-        if not isinstance(include_input_values, bool):
-            raise ConfigError(f"logging option include_input_values={include_input_values!r} must be true or false")
+        self.log_success = log_success
+        self.success_sample_rate = success_sample_rate
+        self.max_failed_ids = max_failed_ids
+        self.max_traceback_chars = max_traceback_chars
+        self.max_message_chars = max_message_chars
+        self.include_body = include_body
         self.include_input_values = include_input_values
-        self.max_body_bytes = _check_count("max_body_bytes", max_body_bytes)
+        self.max_body_bytes = max_body_bytes
         require_backend(self.name, backend)
         self._backend: Any
         if backend == "powertools":
@@ -170,11 +244,11 @@ class LoggingMiddleware(Middleware):
             redaction = record.batch.redaction
             line["exc_type"] = type_name(type(exc))
             message = redaction.exception_message(exc, self.include_input_values)
-            line["exc_message"] = truncate(message, self.max_message_chars)
+            line["exc_message"] = cut(message, self.max_message_chars)
             if self.max_traceback_chars:
                 tb = exc_info[2] if exc_info is not None else None
                 text = redaction.exception_text(exc, tb, self.include_input_values)
-                line["exception"] = truncate(text, self.max_traceback_chars, keep_tail=True)
+                line["exception"] = cut(text, self.max_traceback_chars, keep_tail=True)
         self._add_body(line, record)
         logger.error("record_failed", **line)
 
@@ -182,7 +256,7 @@ class LoggingMiddleware(Middleware):
         if self.include_body:
             body = body_text(record)
             if body is not None:
-                line["body"] = truncate_bytes(record.batch.redaction.text(body), self.max_body_bytes)
+                line["body"] = cut_bytes(record.batch.redaction.text(body), self.max_body_bytes)[0]
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
         state: BatchState | None = batch.scratch.get(self)

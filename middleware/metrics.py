@@ -15,7 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, TypeGuard
+from typing import Any, ClassVar, TypeGuard
 
 from aws_lambda_powertools.utilities.batch import EventType
 
@@ -32,6 +32,7 @@ from observed_batch.metric_schema import (
     TELEMETRY_DIMENSION_SETS,
     TELEMETRY_METRICS,
 )
+from observed_batch.options import Option, Options, validated
 from observed_batch.typing import BatchContext, BatchSummary, Middleware
 
 __all__ = ["MetricsMiddleware"]
@@ -65,6 +66,7 @@ def _write_stdout(line: str) -> None:
     stream.flush()
 
 
+@validated
 class MetricsMiddleware(Middleware):
     """Emits ``METRICS`` for each invocation as one CloudWatch EMF document.
 
@@ -80,6 +82,43 @@ class MetricsMiddleware(Middleware):
     """
 
     name = "metrics"
+    #: Every option, declared once: validation (env, pyproject, code) and the docs come from here.
+    OPTIONS: ClassVar[Options] = Options(
+        Option(
+            "namespace",
+            str,
+            None,
+            "CloudWatch namespace.",
+            default_doc="`POWERTOOLS_METRICS_NAMESPACE`, then `ObservedBatch`",
+        ),
+        Option(
+            "service",
+            str,
+            None,
+            "Value of the `service` dimension.",
+            default_doc="`POWERTOOLS_SERVICE_NAME`, then `service_undefined`",
+        ),
+        Option(
+            "dimensions",
+            str,
+            "",
+            "Extra dimensions, comma-separated: `destination` (alias `queue`, `stream`, `table`, `topic`)"
+            " adds `queue=<name>` (`stream`, `table`, `topic` for other sources; left out for a Kafka "
+            "batch spanning topics), `function_name` adds the Lambda function name, `name=value` adds a "
+            "fixed one. At most 29. Never per-message values.",
+            default_doc="none",
+        ),
+        Option(
+            "sink",
+            None,
+            None,
+            "Callable receiving each document as one JSON line (`str`, no newline); use it to collect "
+            "documents in tests.",
+            default_doc="stdout",
+            accepts=callable,
+            expects="a callable receiving one str",
+        ),
+    )
     needs_durations = True
 
     def __init__(

@@ -23,13 +23,14 @@ import importlib
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from aws_lambda_powertools.utilities.batch import EventType
 
 from observed_batch import sources
 from observed_batch.errors import ConfigError
 from observed_batch.middleware._sqs_policy import QueueDirectory, dead_letter_message
+from observed_batch.options import Option, Options, validated
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, RecordContext
 
 __all__ = ["MAX_VISIBILITY_TIMEOUT_S", "RetryPolicyMiddleware", "resolve_exception_classes"]
@@ -81,6 +82,7 @@ def _full_jitter(cap_s: float) -> float:
     return random.uniform(0.0, cap_s)  # spreading retries, not cryptography
 
 
+@validated
 class RetryPolicyMiddleware(Middleware):
     """Policy: dead-letter or drop non-retryable failures at once; optional per-message backoff (SQS).
 
@@ -88,6 +90,69 @@ class RetryPolicyMiddleware(Middleware):
     """
 
     name = "retry_policy"
+    #: Every option, declared once: validation (env, pyproject, code) and the docs come from here.
+    OPTIONS: ClassVar[Options] = Options(
+        Option(
+            "non_retryable",
+            str,
+            "",
+            "Exception classes (in code) or their dotted names, comma-separated (env). A name that does "
+            "not import is a `ConfigError` at cold start. Subclasses match.",
+            default_doc="none",
+            accepts=lambda value: isinstance(value, Sequence),
+            expects="a list of exception classes or their dotted names",
+        ),
+        Option(
+            "on_non_retryable",
+            ("dead_letter", "drop"),
+            "dead_letter",
+            "`dead_letter`: copy to the DLQ, then resolve; `drop`: resolve, count and log.",
+        ),
+        Option(
+            "dead_letter_queue_url",
+            str,
+            None,
+            "Where copies go, instead of the redrive target.",
+            default_doc="the source queue's RedrivePolicy target",
+        ),
+        Option(
+            "backoff_base_s",
+            float,
+            0.0,
+            "Backoff base in seconds; `0` leaves visibility to the queue (off).",
+            max=MAX_VISIBILITY_TIMEOUT_S,
+        ),
+        Option(
+            "backoff_max_s",
+            float,
+            900.0,
+            "Cap of the backoff (at most 12 h, SQS's longest visibility timeout).",
+            max=MAX_VISIBILITY_TIMEOUT_S,
+        ),
+        Option(
+            "timeout_ms",
+            int,
+            2000,
+            "Bound of each SQS call; a call starts only when this much time is left before the deadline reserve.",
+            min=1,
+        ),
+        Option(
+            "sqs_client",
+            None,
+            None,
+            "A boto3 SQS client (tests inject one; production builds one with `timeout_ms` timeouts).",
+            default_doc="built on first use",
+        ),
+        Option(
+            "jitter",
+            None,
+            None,
+            "`jitter(cap_s) -> seconds`: how the backoff picks a delay (tests pin it).",
+            default_doc="uniform in `[0, cap]`",
+            accepts=callable,
+            expects="a callable",
+        ),
+    )
     policy = True
 
     def __init__(
@@ -104,15 +169,12 @@ class RetryPolicyMiddleware(Middleware):
     ) -> None:
         """``sqs_client`` (a boto3 SQS client) is built on first use if not given; ``jitter(cap_s)`` picks a
         delay in ``[0, cap_s]`` (default uniform: full jitter; tests pin it)."""
-        if on_non_retryable not in ("dead_letter", "drop"):
-            raise ConfigError(f"retry_policy option on_non_retryable={on_non_retryable!r} must be dead_letter or drop")
-        if not 0 <= backoff_base_s <= backoff_max_s <= MAX_VISIBILITY_TIMEOUT_S:
+        # Each value was checked against OPTIONS (@validated); what is left are rules between options.
+        if backoff_base_s > backoff_max_s:
             raise ConfigError(
                 f"retry_policy options backoff_base_s={backoff_base_s!r}, backoff_max_s={backoff_max_s!r}: need"
-                f" 0 <= backoff_base_s <= backoff_max_s <= {MAX_VISIBILITY_TIMEOUT_S} (SQS's longest visibility)"
+                " backoff_base_s <= backoff_max_s"
             )
-        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
-            raise ConfigError(f"retry_policy option timeout_ms={timeout_ms!r} must be a positive integer")
         self.non_retryable = resolve_exception_classes(non_retryable)
         self.on_non_retryable = on_non_retryable
         self.dead_letter_queue_url = dead_letter_queue_url or None

@@ -36,10 +36,11 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from observed_batch.breaker import Breaker
-from observed_batch.errors import ConfigError
+from observed_batch.options import Option, Options, validated
+from observed_batch.otel_ids import current_trace_ids
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
 from ._sentry_client import BACKEND, active_client, breaker_for, can_send, check_dsn, init_from_environment
@@ -48,7 +49,6 @@ from ._sentry_event import (
     batch_tags,
     bounded_body,
     event_options,
-    otel_trace_ids,
     record_body,
     record_context,
     record_tags,
@@ -87,6 +87,7 @@ class _BatchState:
         "scope",
         "scope_manager",
         "sent",
+        "source_lines",
         "suppressed",
         "suppressed_ids",
         "suppressed_types",
@@ -100,6 +101,8 @@ class _BatchState:
         self.lazy = False
         #: The client's options as events are built from them (frame locals and source context ours).
         self.options: dict[str, Any] | None = None
+        #: Source lines by frame, for the batch's events (``add_source_context``).
+        self.source_lines: dict[Any, Any] = {}
         #: Sync batches: the batch's own isolation scope (emptied of breadcrumbs as each record starts).
         self.scope_manager: Any = None
         self.scope: Any = None
@@ -122,10 +125,60 @@ class _BatchState:
         self.suppressed_types[name] = self.suppressed_types.get(name, 0) + 1
 
 
+def _is_client(value: Any) -> bool:
+    # Imported only when a client is passed: then sentry_sdk is imported already.
+    from sentry_sdk.client import BaseClient
+
+    return isinstance(value, BaseClient)
+
+
+@validated
 class SentryMiddleware(Middleware):
     """Captures failed records' exceptions in Sentry (see the module docstring for what is sent)."""
 
     name = "sentry"
+    #: Every option, declared once: validation (env, pyproject, code) and the docs come from here.
+    OPTIONS: ClassVar[Options] = Options(
+        Option("include_body", bool, False, "attach the record body as `extra.record_body`"),
+        Option(
+            "max_body_bytes",
+            int,
+            1024,
+            "bodies longer than this are cut (UTF-8 bytes, whole characters) and end with `...[truncated "
+            "N of M bytes]`",
+        ),
+        Option(
+            "max_events_per_batch",
+            int,
+            10,
+            "exception events per invocation; the rest go into one summary event (`0`: summary only)",
+        ),
+        Option(
+            "flush_timeout_ms", int, 2000, "longest wait for delivery at the end of each invocation (`0`: no flush)"
+        ),
+        Option(
+            "include_local_variables",
+            bool,
+            False,
+            "keep stack-frame local variables, which the SDK collects by default",
+        ),
+        Option(
+            "include_input_values",
+            bool,
+            False,
+            "send a pydantic `ValidationError` as the SDK renders it, input values included (see "
+            "[privacy](../privacy.md))",
+        ),
+        Option(
+            "client",
+            None,
+            None,
+            "a `sentry_sdk.Client` to use instead of the global one",
+            default_doc="the global one",
+            accepts=_is_client,
+            expects="a sentry_sdk client (sentry_sdk.Client)",
+        ),
+    )
 
     def __init__(
         self,
@@ -138,17 +191,13 @@ class SentryMiddleware(Middleware):
         include_input_values: bool = False,
         client: BaseClient | None = None,
     ) -> None:
-        self._include_body = _flag("include_body", include_body)
-        self._include_local_variables = _flag("include_local_variables", include_local_variables)
-        self._include_input_values = _flag("include_input_values", include_input_values)
-        self._max_body_bytes = _count("max_body_bytes", max_body_bytes)
-        self._max_events_per_batch = _count("max_events_per_batch", max_events_per_batch)
-        self._flush_timeout_s = _count("flush_timeout_ms", flush_timeout_ms) / 1000.0
-        if client is not None:
-            from sentry_sdk.client import BaseClient
-
-            if not isinstance(client, BaseClient):
-                raise ConfigError(f"client={client!r} is not a sentry_sdk client (sentry_sdk.Client)")
+        # Each value was checked against OPTIONS (@validated).
+        self._include_body = include_body
+        self._include_local_variables = include_local_variables
+        self._include_input_values = include_input_values
+        self._max_body_bytes = max_body_bytes
+        self._max_events_per_batch = max_events_per_batch
+        self._flush_timeout_s = flush_timeout_ms / 1000.0
         self._client = client
         #: ``SENTRY_DSN`` to initialise Sentry from at the first failure (nobody initialised it).
         self._dsn: str | None = None
@@ -282,9 +331,9 @@ class SentryMiddleware(Middleware):
 
         event, hint = event_from_exception(exc_info, client_options=state.options, mechanism=dict(_MECHANISM))
         if state.options is not client.options and client.options.get("include_source_context", True):
-            add_source_context(event, client.options.get("max_value_length"))
+            add_source_context(event, client.options.get("max_value_length"), state.source_lines)
         validation = None if self._include_input_values else redact_validation_errors(event, exc_info[1])
-        trace_ids = otel_trace_ids()
+        trace_ids = current_trace_ids()
         redaction = record.batch.redaction
         with sentry_sdk.isolation_scope() as scope:
             if self._client is not None:
@@ -295,8 +344,9 @@ class SentryMiddleware(Middleware):
                 scope.clear_breadcrumbs()
             if redaction.active:
                 scope.add_event_processor(lambda event, hint: redact_event(event, redaction))
-            scope.set_tags(record_tags(record, trace_ids))
-            scope.set_context(_CONTEXT, record_context(record))
+            context = record_context(record)
+            scope.set_tags(record_tags(context, trace_ids))
+            scope.set_context(_CONTEXT, context)
             if validation is not None:
                 scope.set_context("validation_errors", validation)
             if self._include_body:
@@ -337,16 +387,3 @@ class SentryMiddleware(Middleware):
             scope.set_tags(batch_tags(batch, destination))
             scope.set_context(_CONTEXT, {k: v for k, v in details.items() if v is not None})
             sentry_sdk.capture_event(event)
-
-
-# -- construction -----------------------------------------------------------------------------------
-def _flag(option: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"sentry option {option}={value!r} must be true or false")
-    return value
-
-
-def _count(option: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"sentry option {option}={value!r} must be a non-negative integer")
-    return value

@@ -20,11 +20,12 @@ job): a processor for SQS refuses this middleware with ``ConfigError`` at constr
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from aws_lambda_powertools.utilities.batch import EventType
 
 from observed_batch.errors import ConfigError, FailRecord
+from observed_batch.options import Option, Options, validated
 from observed_batch.typing import Middleware, Outcome, RecordContext
 
 __all__ = ["REASON", "StopOnFailureMiddleware"]
@@ -33,6 +34,7 @@ __all__ = ["REASON", "StopOnFailureMiddleware"]
 REASON = "stop_on_failure"
 
 
+@validated
 class StopOnFailureMiddleware(Middleware):
     """Policy: fail every record after the first failed one without running it (streams only).
 
@@ -41,11 +43,20 @@ class StopOnFailureMiddleware(Middleware):
     """
 
     name = "stop_on_failure"
+    #: Every option, declared once: validation (env, pyproject, code) and the docs come from here.
+    OPTIONS: ClassVar[Options] = Options(
+        Option(
+            "scope",
+            ("partition", "batch"),
+            "partition",
+            "`partition`: hand back the later records of the failed record's Kafka partition only (each "
+            "partition has its own checkpoint); `batch`: everything after the first failure. Kinesis and "
+            "DynamoDB batches come from one shard: both are the same there.",
+        ),
+    )
     policy = True
 
     def __init__(self, *, scope: Literal["partition", "batch"] = "partition") -> None:
-        if scope not in ("partition", "batch"):
-            raise ConfigError(f"stop_on_failure option scope={scope!r} must be 'partition' or 'batch'")
         self.scope = scope
 
     def check_event_type(self, event_type: EventType) -> None:

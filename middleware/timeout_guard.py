@@ -29,8 +29,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import ClassVar
 
-from observed_batch.errors import ConfigError, FailRecord
+from observed_batch.errors import FailRecord
+from observed_batch.options import Option, Options, validated
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
 __all__ = ["DEFAULT_MIN_REMAINING_MS", "DEFAULT_REMAINING_FRACTION", "REASON", "TimeoutGuardMiddleware"]
@@ -78,6 +80,7 @@ class _BatchState:
         self.tripped_telemetry_ms = 0
 
 
+@validated
 class TimeoutGuardMiddleware(Middleware):
     """Fails the records not yet started once the Lambda's remaining time drops below the margin.
 
@@ -87,6 +90,29 @@ class TimeoutGuardMiddleware(Middleware):
     """
 
     name = "timeout_guard"
+    #: Every option, declared once: validation (env, pyproject, code) and the docs come from here.
+    OPTIONS: ClassVar[Options] = Options(
+        Option(
+            "min_remaining_ms", int, DEFAULT_MIN_REMAINING_MS, "Never start a record with less time left than this."
+        ),
+        Option(
+            "remaining_fraction",
+            float,
+            DEFAULT_REMAINING_FRACTION,
+            "... or less than this fraction of the time left when the batch started, if larger.",
+            below=1,
+        ),
+        Option("estimate", bool, True, "Add the moving average of this batch's record durations to the margin."),
+        Option(
+            "clock",
+            None,
+            None,
+            "Seconds clock used to time records for the estimate (tests script it).",
+            default_doc="`time.perf_counter`",
+            accepts=callable,
+            expects="a callable returning seconds",
+        ),
+    )
 
     def __init__(
         self,
@@ -97,20 +123,7 @@ class TimeoutGuardMiddleware(Middleware):
         clock: Callable[[], float] | None = None,
     ) -> None:
         """``clock`` (seconds, monotonic) measures record durations for the estimate; tests script it."""
-        if isinstance(min_remaining_ms, bool) or not isinstance(min_remaining_ms, int) or min_remaining_ms < 0:
-            raise ConfigError(f"timeout_guard option min_remaining_ms={min_remaining_ms!r} must be an integer >= 0")
-        if (
-            isinstance(remaining_fraction, bool)
-            or not isinstance(remaining_fraction, (int, float))
-            or not 0 <= remaining_fraction < 1
-        ):
-            raise ConfigError(
-                f"timeout_guard option remaining_fraction={remaining_fraction!r} must be a number in [0, 1)"
-            )
-        if not isinstance(estimate, bool):
-            raise ConfigError(f"timeout_guard option estimate={estimate!r} must be true or false")
-        if clock is not None and not callable(clock):
-            raise ConfigError(f"timeout_guard option clock={clock!r} must be a callable returning seconds")
+        # Each value was checked against OPTIONS (@validated).
         self.min_remaining_ms = min_remaining_ms
         self.remaining_fraction = float(remaining_fraction)
         self.estimate = estimate

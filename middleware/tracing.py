@@ -16,10 +16,11 @@ backend: the constructor imports the one it selects.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from observed_batch.config import require_backend
 from observed_batch.errors import ConfigError
+from observed_batch.options import Option, Options, validated
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, RecordContext
 
 from ._capture import MIN_CAPTURE_BYTES, TRUNCATION_MARKER
@@ -29,17 +30,12 @@ if TYPE_CHECKING:
 
 __all__ = ["TRUNCATION_MARKER", "TracingMiddleware"]
 
-_BACKENDS = ("otel", "xray")
-_MODES = ("per_record", "batch")
+
+def _is_tracer_provider(value: Any) -> bool:
+    return callable(getattr(value, "get_tracer", None))
 
 
-def _check_int(option: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(f"tracing option {option}={value!r} must be an integer")
-    if value < minimum:
-        raise ConfigError(f"tracing option {option}={value!r} must be at least {minimum}")
-
-
+@validated
 class TracingMiddleware(Middleware):
     """Per-record trace entities (OTel spans or X-Ray subsegments); see docs/middleware/tracing.md.
 
@@ -50,6 +46,82 @@ class TracingMiddleware(Middleware):
     """
 
     name = "tracing"
+    #: Every option, declared once: validation (env, pyproject, code) and the docs come from here.
+    OPTIONS: ClassVar[Options] = Options(
+        Option(
+            "backend",
+            ("otel", "xray"),
+            "otel",
+            "`otel`: OpenTelemetry spans (this page). `xray`: an aws-xray-sdk subsegment per record, for "
+            "Powertools `Tracer` users ([X-Ray backend](#x-ray-backend); `pip install "
+            '"observed-batch[xray]"`).',
+        ),
+        Option(
+            "mode",
+            ("per_record", "batch"),
+            "per_record",
+            "`per_record`: a span per record. `batch`: one span per invocation ([batch mode](#batch-mode)).",
+        ),
+        Option(
+            "capture_response",
+            bool,
+            False,
+            "Attach the handler's return value (`observed_batch.response`, JSON / text) and its size in "
+            "bytes (`observed_batch.response.size`).",
+        ),
+        Option(
+            "capture_body",
+            bool,
+            False,
+            "Attach the record body (`observed_batch.body`; Kinesis / Kafka payloads base64-decoded, "
+            "DynamoDB `NewImage`) and `messaging.message.body.size`.",
+        ),
+        Option(
+            "max_response_bytes",
+            int,
+            1024,
+            "Cap per captured item (response, body, exception message, stack trace), UTF-8 bytes; longer "
+            "text is cut and ends with `...[truncated]` (stack traces keep their tail and start with it).",
+            min=MIN_CAPTURE_BYTES,
+        ),
+        Option(
+            "max_batch_capture_bytes",
+            int,
+            49152,
+            "Budget of captured text per invocation, all spans together. Once an item does not fit, "
+            "nothing more is captured in that invocation; dropped items are counted in "
+            "`observed_batch.capture.dropped`. `0` captures nothing.",
+        ),
+        Option(
+            "flush_timeout_ms",
+            int,
+            2000,
+            "Longest wait for the provider's flush at the end of an invocation. `0`: do not flush.",
+        ),
+        Option(
+            "include_input_values",
+            bool,
+            False,
+            "Keep the input values a pydantic `ValidationError` quotes in `exception.message` / "
+            "`exception.stacktrace` (left out by default; see [privacy](../privacy.md)).",
+        ),
+        Option(
+            "tracer_provider",
+            None,
+            None,
+            "The `TracerProvider` to use ([which tracer provider](#enable)).",
+            default_doc="the global provider, else one built from `OTEL_*`",
+            accepts=_is_tracer_provider,
+            expects="a TracerProvider",
+        ),
+        Option(
+            "xray_recorder",
+            None,
+            None,
+            "Backend `xray`: the recorder to use, or a Powertools `Tracer` (its `provider`).",
+            default_doc="`aws_xray_sdk.core.xray_recorder` (the recorder of Powertools' `Tracer`)",
+        ),
+    )
 
     def __init__(
         self,
@@ -65,21 +137,7 @@ class TracingMiddleware(Middleware):
         tracer_provider: TracerProvider | None = None,
         xray_recorder: Any = None,
     ) -> None:
-        if backend not in _BACKENDS:
-            raise ConfigError(f"tracing option backend={backend!r} is not one of: {', '.join(_BACKENDS)}")
-        if mode not in _MODES:
-            raise ConfigError(f"tracing option mode={mode!r} is not one of: {', '.join(_MODES)}")
-        flags = (
-            ("capture_response", capture_response),
-            ("capture_body", capture_body),
-            ("include_input_values", include_input_values),
-        )
-        for option, flag in flags:
-            if not isinstance(flag, bool):
-                raise ConfigError(f"tracing option {option}={flag!r} must be true or false")
-        _check_int("max_response_bytes", max_response_bytes, MIN_CAPTURE_BYTES)
-        _check_int("max_batch_capture_bytes", max_batch_capture_bytes, 0)
-        _check_int("flush_timeout_ms", flush_timeout_ms, 0)
+        # Each value was checked against OPTIONS (@validated); what is left are rules between options.
         self.backend = backend
         self.mode = mode
         self.capture_response = capture_response
@@ -101,8 +159,6 @@ class TracingMiddleware(Middleware):
         else:
             if xray_recorder is not None:
                 raise ConfigError("tracing option xray_recorder needs backend='xray'")
-            if tracer_provider is not None and not callable(getattr(tracer_provider, "get_tracer", None)):
-                raise ConfigError(f"tracing option tracer_provider={tracer_provider!r} is not a TracerProvider")
             from ._otel_spans import OtelTracing
 
             self._backend = OtelTracing(self, tracer_provider)

@@ -11,18 +11,26 @@ that prefix. An optional SNS topic (parameter ``AlarmTopicArn``) is notified on 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from typing import Any, Final, Literal
+import importlib.resources
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, Final, Literal, Unpack
 
-from observed_batch._alarm_properties import FAILURE_RATE_EXPRESSION, AlarmProperties
-from observed_batch._names import checked
+from observed_batch._alarm_properties import (
+    DEFAULT_QUEUE_RETENTION_S,
+    FAILURE_RATE_EXPRESSION,
+    AlarmProperties,
+    aws_metrics,
+    check_metric,
+)
+from observed_batch._targets import Targets, Watched
 from observed_batch.errors import ConfigError
-from observed_batch.metric_schema import DEFAULT_NAMESPACE, DEFAULT_SERVICE, TELEMETRY_BACKENDS
 
 __all__ = [
     "ALARMS",
     "ALARM_NAME_INFIX",
+    "AWS_METRICS",
     "DEFAULT_QUEUE_RETENTION_S",
     "FAILURE_RATE_EXPRESSION",
     "AlarmSpec",
@@ -34,8 +42,6 @@ __all__ = [
 
 #: Every alarm of the pack is named ``<function><ALARM_NAME_INFIX><suffix>``.
 ALARM_NAME_INFIX: Final = "-batch-"
-#: SQS's default MessageRetentionPeriod (4 days), assumed when the queue's is not given.
-DEFAULT_QUEUE_RETENTION_S: Final = 345_600
 
 Requires = Literal["function", "queue", "dlq", "stream", "kafka", "timeout", "backend"]
 TreatMissingData = Literal["notBreaching", "breaching", "ignore", "missing"]
@@ -68,7 +74,7 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class AlarmSpec:
-    """One alarm of the pack, described once for the template, the CLI and the docs."""
+    """One alarm of the pack (an entry of ``dashboards/alarm-pack.json``): for the template, the CLI and the docs."""
 
     suffix: str
     logical_id: str
@@ -77,39 +83,29 @@ class AlarmSpec:
     treat_missing_data: TreatMissingData
     missing_data_reason: str
     watches: str
+    #: ``str.format`` template over ``AlarmProperties``' values (function, queue, threshold, age_s, ...).
+    description: str
+    #: The failure-rate math, one of our metrics (``own``), or an AWS metric of a watched resource.
+    metric: Mapping[str, Any]
+    #: Which value is the threshold, the operator, evaluation periods and datapoints.
+    compare: Mapping[str, Any]
 
 
-ALARMS: Final = (
-    AlarmSpec("failure-rate", "BatchFailureRateAlarm", "function", "failure_rate_percent", "notBreaching",
-              "no records, no failures", "100 x BatchRecordFailures / (successes + failures + skipped), 2 of 3 min"),
-    AlarmSpec("dlq-depth", "BatchDlqDepthAlarm", "dlq", "dlq_visible_messages", "notBreaching",
-              "SQS stops publishing for a queue idle for 6 h, and an idle DLQ is empty",
-              "DLQ ApproximateNumberOfMessagesVisible (fires on redrive too, unlike NumberOfMessagesSent)"),
-    AlarmSpec("dlq-age", "BatchDlqAgeAlarm", "dlq", "dlq_age_s", "notBreaching",
-              "SQS stops publishing for a queue idle for 6 h, and an idle DLQ is empty",
-              "DLQ ApproximateAgeOfOldestMessage: a DLQ nobody drains"),
-    AlarmSpec("queue-age", "BatchQueueAgeAlarm", "queue", "queue_age_percent_of_retention", "notBreaching",
-              "SQS stops publishing for an idle queue, which has no message to expire",
-              "source queue ApproximateAgeOfOldestMessage against its retention period"),
-    AlarmSpec("iterator-age", "BatchIteratorAgeAlarm", "stream", "iterator_age_ms", "ignore",
-              "no data means no invocations: a consumer that fell behind and then stalled stays in ALARM",
-              "Lambda IteratorAge (Kinesis, DynamoDB Streams), 5 of 5 min"),
-    AlarmSpec("kafka-offset-lag", "BatchKafkaOffsetLagAlarm", "kafka", "kafka_offset_lag", "ignore",
-              "no data means no invocations: a consumer that fell behind and then stalled stays in ALARM",
-              "Lambda OffsetLag (MSK, self-managed Kafka), 5 of 5 min"),
-    AlarmSpec("throttles", "BatchThrottlesAlarm", "function", "throttles", "notBreaching",
-              "Lambda publishes Throttles only when it was asked to run the function",
-              "Lambda Throttles, 5 min"),
-    AlarmSpec("errors", "BatchErrorsAlarm", "function", "errors", "notBreaching",
-              "no invocations, no errors", "Lambda Errors (whole invocations failed), 5 min"),
-    AlarmSpec("duration-p99", "BatchDurationAlarm", "timeout", "duration_percent_of_timeout", "notBreaching",
-              "no invocations, no duration", "Lambda Duration p99 against the function timeout, 3 of 3 min"),
-    AlarmSpec("records-skipped", "BatchRecordsSkippedAlarm", "function", "skipped_records", "notBreaching",
-              "no invocations, no skips", "BatchRecordsSkipped: timeout guard firing, FIFO short-circuit, 5 min"),
-    AlarmSpec("telemetry-dropped", "BatchTelemetryDropped", "backend", "telemetry_dropped", "notBreaching",
-              "TelemetryDropped is only emitted by invocations that dropped something: no data is the healthy state",
-              "TelemetryDropped per backend (otel, sentry): a collector or Sentry down, 5 min"),
-)  # fmt: skip
+def _load() -> tuple[AlarmSpec, ...]:
+    text = importlib.resources.files("observed_batch.dashboard_bodies").joinpath(PACK).read_text(encoding="utf-8")
+    specs = tuple(AlarmSpec(**entry) for entry in json.loads(text)["alarms"])
+    for spec in specs:
+        check_metric(spec.suffix, spec.metric)
+        if spec.threshold not in {field.name for field in fields(Thresholds)}:
+            raise ValueError(f"{PACK}: alarm {spec.suffix!r} names an unknown threshold {spec.threshold!r}")
+    return specs
+
+
+#: The pack definition, package data (shipped next to the dashboard body).
+PACK: Final = "alarm-pack.json"
+ALARMS: Final = _load()
+#: (namespace, metric, dimension) of every AWS metric an alarm reads (the dashboard shows the same).
+AWS_METRICS: Final = aws_metrics([spec.metric for spec in ALARMS])
 
 
 def alarm_name_prefix(function: str) -> str:
@@ -121,95 +117,50 @@ def _applies(spec: AlarmSpec, sources: dict[str, Any]) -> bool:
     return spec.requires in ("function", "backend") or sources.get(spec.requires) is not None
 
 
-def _instances(function: str, sources: dict[str, Any], backends: Sequence[str]) -> list[tuple[AlarmSpec, str, str]]:
+def _instances(watched: Watched) -> list[tuple[AlarmSpec, str, str]]:
     """(spec, logical id, alarm name) of every alarm that applies; one per backend for telemetry."""
     result = []
+    prefix = alarm_name_prefix(watched.function)
+    sources = watched.sources
     for spec in ALARMS:
         if not _applies(spec, sources):
             continue
         if spec.requires == "backend":
-            for backend in backends:
-                logical_id = f"{spec.logical_id}{backend.capitalize()}Alarm"
-                result.append((spec, logical_id, f"{alarm_name_prefix(function)}{spec.suffix}-{backend}"))
+            for backend in dict.fromkeys(watched.telemetry_backends):
+                result.append(
+                    (spec, f"{spec.logical_id}{backend.capitalize()}Alarm", f"{prefix}{spec.suffix}-{backend}")
+                )
         else:
-            result.append((spec, spec.logical_id, f"{alarm_name_prefix(function)}{spec.suffix}"))
+            result.append((spec, spec.logical_id, f"{prefix}{spec.suffix}"))
     return result
 
 
-def _sources(
-    queue: str | None, dlq: str | None, stream: str | None, table: str | None, kafka_topic: str | None, timeout_s: Any
-) -> dict[str, Any]:
-    return {
-        "queue": queue,
-        "dlq": dlq,
-        "stream": stream if stream is not None else table,
-        "kafka": kafka_topic,
-        "timeout": timeout_s,
-    }
-
-
-def alarm_names(
-    function: str,
-    *,
-    queue: str | None = None,
-    dlq: str | None = None,
-    stream: str | None = None,
-    table: str | None = None,
-    kafka_topic: str | None = None,
-    timeout_s: int | None = None,
-    telemetry_backends: Sequence[str] = TELEMETRY_BACKENDS,
-) -> dict[str, str]:
+def alarm_names(function: str, **targets: Unpack[Targets]) -> dict[str, str]:
     """Logical id -> alarm name of every alarm ``render_alarms`` creates for these sources."""
-    sources = _sources(queue, dlq, stream, table, kafka_topic, timeout_s)
-    return {logical_id: name for _, logical_id, name in _instances(function, sources, telemetry_backends)}
+    # Not checked: the names may be a template's references (``${Queue.QueueName}``), as the doctor passes them.
+    return {logical_id: name for _, logical_id, name in _instances(Watched(function, **targets))}
 
 
 def render_alarms(
     *,
     function: str,
-    namespace: str = DEFAULT_NAMESPACE,
-    service: str = DEFAULT_SERVICE,
-    queue: str | None = None,
-    dlq: str | None = None,
-    stream: str | None = None,
-    table: str | None = None,
-    kafka_topic: str | None = None,
-    timeout_s: int | None = None,
     queue_retention_s: int = DEFAULT_QUEUE_RETENTION_S,
-    telemetry_backends: Sequence[str] = TELEMETRY_BACKENDS,
     thresholds: Thresholds | None = None,
     sns_topic_arn: str = "",
+    **targets: Unpack[Targets],
 ) -> dict[str, Any]:
-    """The alarm pack for one function as a CloudFormation template. Raises ``ConfigError`` on bad input."""
-    checked(
-        "alarms",
-        function=function,
-        namespace=namespace,
-        service=service,
-        queue=queue,
-        dlq=dlq,
-        stream=stream,
-        table=table,
-        kafka_topic=kafka_topic,
-    )
-    for key, value in (("timeout_s", timeout_s), ("queue_retention_s", queue_retention_s)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"alarms {key}={value!r} is not valid: a whole number of seconds >= 1")
-    unknown = sorted(set(telemetry_backends) - set(TELEMETRY_BACKENDS))
-    if unknown:
-        raise ConfigError(
-            f"alarms telemetry backend {unknown[0]!r} is not valid; valid: {', '.join(TELEMETRY_BACKENDS)}"
-        )
+    """The alarm pack for one function as a CloudFormation template (``targets``: what it watches, as
+    ``dashboards.render`` takes them). Raises ``ConfigError`` on bad input."""
+    retention = queue_retention_s
+    if isinstance(retention, bool) or not isinstance(retention, int) or retention < 1:
+        raise ConfigError(f"alarms queue_retention_s={retention!r} is not valid: a whole number of seconds >= 1")
+    builder = replace(AlarmProperties.of("alarms", function, targets), queue_retention_s=retention)
     limits = thresholds or Thresholds()
-    builder = AlarmProperties(
-        function, namespace, service, queue, dlq, stream or table, kafka_topic, timeout_s, queue_retention_s
-    )
-    sources = _sources(queue, dlq, stream, table, kafka_topic, timeout_s)
     actions = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
     resources: dict[str, Any] = {}
-    for spec, logical_id, name in _instances(function, sources, list(dict.fromkeys(telemetry_backends))):
+    for spec, logical_id, name in _instances(builder):
         backend = name.rsplit("-", 1)[-1] if spec.requires == "backend" else ""
-        properties = {"AlarmName": name, **builder.build(spec.suffix, getattr(limits, spec.threshold), backend)}
+        properties = {"AlarmName": name, **builder.build(spec, getattr(limits, spec.threshold), backend)}
         properties["TreatMissingData"] = spec.treat_missing_data
         properties["AlarmActions"] = actions
         properties["OKActions"] = actions

@@ -3,32 +3,26 @@
 Everything is validated when a processor is constructed (cold start), so a typo fails the deploy's
 first invocation loudly instead of silently dropping telemetry: every ``OBSERVED_BATCH_*`` variable
 must be a core variable (``CORE_VARIABLES``), an option of a built-in (enabled or not: the values of a
-built-in that is not enabled are checked too, from its constructor's source, without importing its
-module or backend), or belong to a middleware instance in the chain (``OBSERVED_BATCH_<NAME>_*`` for
-its ``name``). ``OBSERVED_BATCH_DISABLED=true`` skips all of it.
+built-in that is not enabled are checked too, against its declared ``OPTIONS``, importing its module
+but not its backend), or belong to a middleware instance in the chain (``OBSERVED_BATCH_<NAME>_*`` for
+its ``name``). Values from the environment, pyproject and code all go through ``Option.check``
+(``observed_batch.options``). ``OBSERVED_BATCH_DISABLED=true`` skips all of it.
 """
 
 from __future__ import annotations
 
-import ast
 import importlib
 import importlib.util
-import inspect
 import os
-import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from observed_batch import plugins
-from observed_batch._option_values import check_value as _check_value
-from observed_batch._option_values import coerce as _coerce
-from observed_batch._option_values import kinds as _kinds
-from observed_batch._option_values import parse_bool as parse_bool
 from observed_batch._pyproject import pyproject_section
 from observed_batch.errors import ConfigError, MissingBackendError
+from observed_batch.options import Options, declared
+from observed_batch.options import parse_bool as parse_bool
 from observed_batch.redaction import ENV_REDACT_PATTERNS
 from observed_batch.typing import Middleware
 
@@ -40,6 +34,7 @@ __all__ = [
     "Config",
     "available_builtins",
     "build_middlewares",
+    "declared_options",
     "require_backend",
 ]
 
@@ -195,13 +190,13 @@ def check_environment(environ: Mapping[str, str], enabled: Collection[str] = (),
             raise _unknown_variable(variable, owned)
         if builtin in enabled:
             continue
-        kinds = declared_option_kinds(builtin)
-        if kinds is None:
-            continue  # its constructor cannot be read without importing its backend: checked when enabled
-        option = variable[len(_ENV_PREFIX) + len(builtin) + 1 :].lower()
-        if option not in kinds:
-            raise _unknown_option(variable, builtin, kinds)
-        _coerce(environ[variable], kinds[option], variable)
+        options = declared_options(builtin)
+        if options is None:
+            continue  # not importable here (the function may run a newer observed_batch): checked when enabled
+        option = options.get(variable[len(_ENV_PREFIX) + len(builtin) + 1 :].lower())
+        if option is None or not option.settable:
+            raise _unknown_option(variable, builtin, options)
+        option.parse(environ[variable], variable)
 
 
 def _closest(word: str, candidates: Collection[str], prefix: str = "") -> str | None:
@@ -217,8 +212,8 @@ def _closest(word: str, candidates: Collection[str], prefix: str = "") -> str | 
 def _unknown_variable(variable: str, owned: Collection[str]) -> ConfigError:
     names = list(CORE_VARIABLES)
     for builtin in BUILTINS:
-        kinds = declared_option_kinds(builtin) or {}
-        names += [f"{_ENV_PREFIX}{builtin.upper()}_{option.upper()}" for option in kinds]
+        options = declared_options(builtin) or Options()
+        names += [options[option].variable(builtin) for option in options.settable()]
     closest = _closest(variable, names, _ENV_PREFIX)
     if closest is not None:
         return ConfigError(f"unknown variable {variable}; did you mean {closest}?")
@@ -229,9 +224,9 @@ def _unknown_variable(variable: str, owned: Collection[str]) -> ConfigError:
     )
 
 
-def _unknown_option(variable: str, builtin: str, kinds: Mapping[str, Any]) -> ConfigError:
+def _unknown_option(variable: str, builtin: str, options: Options) -> ConfigError:
     prefix = f"{_ENV_PREFIX}{builtin.upper()}_"
-    valid = [f"{prefix}{option.upper()}" for option in sorted(kinds)]
+    valid = [f"{prefix}{option.upper()}" for option in sorted(options.settable())]
     closest = _closest(variable, valid, prefix)
     hint = f" (did you mean {closest}?)" if closest is not None else ""
     return ConfigError(
@@ -239,34 +234,17 @@ def _unknown_option(variable: str, builtin: str, kinds: Mapping[str, Any]) -> Co
     )
 
 
-@lru_cache(maxsize=32)
-def _source_option_kinds(module_name: str, class_name: str) -> dict[str, Any] | None:
-    try:
-        spec = importlib.util.find_spec(module_name)
-    except ModuleNotFoundError:
-        return None
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        return None  # not there, or shipped without sources
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == class_name:
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
-                    arguments = item.args.kwonlyargs
-                    return _kinds({a.arg: ast.unparse(a.annotation) if a.annotation else "" for a in arguments})
-    return None
-
-
-def declared_option_kinds(name: str) -> dict[str, Any] | None:
-    """``option_kinds`` of built-in ``name`` without importing its module when it is not imported yet:
-    read from its constructor's signature in the source, so a disabled built-in's backend stays
-    unimported. ``None`` when neither is possible (no source shipped, the built-in not in this version)."""
+def declared_options(name: str) -> Options | None:
+    """The declared options of built-in ``name``, importing its module (never its backend: the modules
+    of the built-ins import theirs in the constructor). ``None`` when the module or class is not there
+    (a built-in of a newer observed_batch) or does not import: left to its construction if enabled."""
     spec = BUILTINS[name]
-    module = sys.modules.get(spec.module)
-    cls = getattr(module, spec.cls, None) if module is not None else None
-    if isinstance(cls, type):
-        return option_kinds(cls)
-    return _source_option_kinds(spec.module, spec.cls)
+    try:
+        module = importlib.import_module(spec.module)
+    except ImportError:
+        return None
+    cls = getattr(module, spec.cls, None)
+    return declared(cls) if isinstance(cls, type) else None
 
 
 def _is_middleware(item: object) -> bool:
@@ -339,46 +317,29 @@ def _instantiate(
     else:
         cls = plugins.plugin_class(name)
     assert cls is not None  # a known name: checked by the caller
-    kinds = option_kinds(cls)
-    valid = ", ".join(sorted(kinds)) or "(none)"
+    declaration = declared(cls)
+    valid = ", ".join(sorted(declaration.settable())) or "(none)"
     options: dict[str, Any] = {}
-    for option, value in pyproject.items():
-        if option not in kinds:
-            raise ConfigError(f"unknown option {option!r} in [tool.observed_batch.{name}]; valid: {valid}")
-        options[option] = _check_value(value, kinds[option], f"[tool.observed_batch.{name}] {option}")
+    for key, value in pyproject.items():
+        option = declaration.get(key)
+        if option is None or not option.settable:
+            raise ConfigError(f"unknown option {key!r} in [tool.observed_batch.{name}]; valid: {valid}")
+        options[key] = option.check(value, f"[tool.observed_batch.{name}] {key}")
     for variable, raw in environ.items():
         if not variable.startswith(prefix):
             continue
-        option = variable[len(prefix) :].lower()
-        if option not in kinds:
-            raise _unknown_option(variable, name, kinds)
-        options[option] = _coerce(raw, kinds[option], variable)
-    for option, value in code.items():
-        if option not in kinds and option not in _constructor_parameters(cls):
-            raise ConfigError(f"unknown option {option!r} for middleware {name!r}; valid: {valid}")
-        options[option] = value
+        option = declaration.get(variable[len(prefix) :].lower())
+        if option is None or not option.settable:
+            raise _unknown_option(variable, name, declaration)
+        options[option.name] = option.parse(raw, variable)
+    for key, value in code.items():
+        option = declaration.get(key)
+        if option is None:
+            raise ConfigError(f"unknown option {key!r} for middleware {name!r}; valid: {valid}")
+        options[key] = option.check(value, f"{name} option {key}")
     try:
         return cls(**options)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid options for middleware {name!r}: {exc}") from exc
-
-
-def _constructor_parameters(cls: type) -> set[str]:
-    return {p.name for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY}
-
-
-def option_kinds(cls: type) -> dict[str, Any]:
-    """Options settable from env/pyproject: keyword-only constructor parameters of scalar type.
-
-    Returns option -> ``int``/``float``/``bool``/``str`` or a tuple of allowed strings (Literal).
-    Backend objects (tracer provider, sink, ...) are code-only.
-    """
-    annotations: dict[str, str] = {}
-    for parameter in inspect.signature(cls).parameters.values():
-        if parameter.kind is parameter.KEYWORD_ONLY:
-            annotation = parameter.annotation
-            text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-            annotations[parameter.name] = text
-    return _kinds(annotations)

@@ -28,27 +28,28 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BasePartialBatchProcessor as _PtBasePartialBatchProcessor
 from aws_lambda_powertools.utilities.batch import BasePartialProcessor as _PtBasePartialProcessor
 from aws_lambda_powertools.utilities.batch import EventType
 
-from observed_batch import sources
-from observed_batch.chain import Chain, release_resolved
-from observed_batch.config import Config, build_middlewares
+from observed_batch import driver, sources
+from observed_batch.chain import Chain
+from observed_batch.config import Config
 from observed_batch.errors import ConfigError
-from observed_batch.processors import AsyncBatchProcessor, BatchProcessor, _crashed
-from observed_batch.redaction import Redaction
+from observed_batch.processors import (
+    AsyncBatchProcessor,
+    BatchProcessor,
+    ObservedBase,
+    PartialBatchInit,
+    logger_argument,
+)
 from observed_batch.typing import BatchContext, Middleware, Outcome, RecordContext
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.batch.types import BatchTypeModels
 
 __all__ = ["BasePartialBatchProcessor", "BasePartialProcessor"]
 
@@ -60,12 +61,29 @@ _WARNED = object()
 
 
 class _Report:
-    """What the user's code reported for one record while the chain is suspended around it."""
+    """What the user's code reported for one record while the chain is suspended around it; as a context
+    manager, the span of the user's ``_process_record`` / ``_async_process_record`` (sync and async alike)."""
 
-    __slots__ = ("context", "exc_info", "failed", "guard", "guard_raised", "owner", "result", "succeeded")
+    __slots__ = (
+        "batch",
+        "context",
+        "exc_info",
+        "failed",
+        "guard",
+        "guard_raised",
+        "owner",
+        "raw",
+        "result",
+        "started",
+        "succeeded",
+        "token",
+    )
 
-    def __init__(self, owner: object, context: RecordContext) -> None:
+    def __init__(self, owner: _CustomObserved, batch: BatchContext, raw: Any, context: RecordContext | None) -> None:
         self.owner = owner
+        self.batch = batch
+        self.raw = raw
+        #: ``None`` when no middleware takes part in records this batch (``driver.enter``).
         self.context = context
         self.succeeded = False
         self.failed = False
@@ -74,6 +92,29 @@ class _Report:
         #: The FailRecord a middleware raised: ``self.handler`` raises it (every call, retries included).
         self.guard: BaseException | None = None
         self.guard_raised = False
+        self.started = 0
+        self.token: Token[_Report | None] | None = None
+
+    def __enter__(self) -> None:
+        self.token = _REPORT.set(self)
+        self.started = perf_counter_ns()
+
+    def __exit__(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        if self.token is not None:
+            _REPORT.reset(self.token)
+        context = self.context
+        if exception_value is not None:
+            # Past the user's own ``except`` (e.g. KeyboardInterrupt): the middlewares still resume.
+            if context is None:
+                driver.unwrapped(self.batch, self.raw, None, sys.exc_info(), self.started)
+            else:
+                driver.crash(context, self.started)
+            return
+        entry = self.owner._ob_settle(self)
+        if context is None:
+            driver.unwrapped(self.batch, self.raw, entry, self.exc_info if self.failed else None, self.started)
+        else:
+            driver.finish(context, entry, self.started)
 
 
 # The record being processed: a ContextVar, as async records each run in their own task.
@@ -105,7 +146,7 @@ def _argument(args: tuple[Any, ...], kwargs: dict[str, Any], name: str, default:
     return args[1] if len(args) > 1 else default
 
 
-class _CustomObserved:
+class _CustomObserved(ObservedBase):
     """Mixin in front of Powertools' abstract bases: the chain around a user's processor methods."""
 
     #: A subclass whose ``__init__`` never reaches ours is not observed: exactly Powertools' behaviour.
@@ -117,15 +158,14 @@ class _CustomObserved:
     handler: Callable[..., Any]
     _is_async = False
 
-    def _ob_setup(
-        self, middleware: Sequence[str | Middleware] | None, config: Config | None, event_type: EventType | None
+    def _observe(
+        self,
+        middleware: Sequence[str | Middleware] | None,
+        config: Config | None,
+        event_type: EventType | None = None,
     ) -> None:
-        self.middlewares: tuple[Middleware, ...] = build_middlewares(middleware, config)
-        self._ob_chain = Chain(self.middlewares)
-        self._ob_redaction = Redaction.from_config(config, os.environ) if self._ob_chain else None
+        self._ob_build(middleware, config)
         self._ob_event_type = event_type
-        self._ob_batch = None
-        self._ob_lambda_context: Any = None
         self._ob_handler = None  # the record handler, while _GuardedHandler stands in for it
         if not self._ob_chain:
             return
@@ -169,10 +209,6 @@ class _CustomObserved:
         return event_type
 
     # -- batch --------------------------------------------------------------------------------
-    def __call__(self, records: list[dict[str, Any]], handler: Callable[..., Any], lambda_context: Any = None) -> Any:
-        self._ob_lambda_context = lambda_context
-        return super().__call__(records, handler, lambda_context)  # type: ignore[misc]
-
     def __enter__(self) -> Any:
         if not self._ob_chain:
             return super().__enter__()  # type: ignore[misc]
@@ -182,16 +218,15 @@ class _CustomObserved:
             self._ob_checked = event_type
         entered = super().__enter__()  # type: ignore[misc]  # the user's _prepare
         if event_type is not None:
-            batch = BatchContext(
+            self._ob_batch = driver.open_batch(
+                self._ob_chain,
+                self,
                 event_type,
                 self.records,
                 self._ob_lambda_context,
-                self,  # type: ignore[arg-type]
-                self._is_async,
                 self._ob_redaction,
+                self._is_async,
             )
-            self._ob_batch = batch
-            self._ob_chain.start_batch(batch)
         return entered
 
     def __exit__(self, exception_type: Any, exception_value: Any, traceback: Any) -> Any:
@@ -202,95 +237,59 @@ class _CustomObserved:
         if exception_value is not None:
             batch.summary.error = exception_value
         try:
-            if batch._resolved:
-                release_resolved(batch, self)
-            return super().__exit__(exception_type, exception_value, traceback)  # type: ignore[misc]  # the user's _clean
-        except BaseException as exc:
-            if batch.summary.error is None:
-                batch.summary.error = exc
-            raise
+            exit_ = super().__exit__  # type: ignore[misc]  # runs the user's _clean
+            return driver.close_batch(self._ob_chain, batch, self, exit_, exception_type, exception_value, traceback)
         finally:
             if self._ob_handler is not None:
                 self.handler, self._ob_handler = self._ob_handler, None
-            self._ob_chain.end_batch(batch)
 
     # -- record -------------------------------------------------------------------------------
-    def _ob_start_record(self, batch: BatchContext, record: dict[str, Any]) -> tuple[_Report, list[Any]]:
-        if batch._streamed:
-            batch._arrived(record)
-        context = RecordContext(batch, record, batch.next_index())
-        entered = self._ob_chain.enter(context)
-        report = _Report(self, context)
-        if context.outcome is Outcome.SKIPPED and context.exc_info is not None:
+    def _ob_start_record(self, batch: BatchContext, record: dict[str, Any]) -> _Report:
+        context = driver.enter(batch, record, False)
+        report = _Report(self, batch, record, context)
+        if context is not None and context.outcome is Outcome.SKIPPED and context.exc_info is not None:
             # A middleware failed the record: the user's code reports it, but its handler must not run.
             report.guard = context.exc_info[1]
             if self._ob_handler is None:
                 self._ob_handler = self.handler
                 self.handler = _GuardedHandler(self.handler)
-        return report, entered
+        return report
 
     def _ob_record(self, record: dict[str, Any]) -> Any:
         batch = self._ob_batch
         if batch is None:
             return self._ob_process(record)
-        report, entered = self._ob_start_record(batch, record)
-        context = report.context
-        token = _REPORT.set(report)
-        started = perf_counter_ns()
-        try:
-            entry = self._ob_process(record)
-        except BaseException:
-            context.duration_ns = perf_counter_ns() - started
-            _REPORT.reset(token)
-            _crashed(context, self._ob_chain, entered)
-            raise
-        context.duration_ns = perf_counter_ns() - started
-        _REPORT.reset(token)
-        self._ob_chain.exit(context, entered, self._ob_settle(report))
-        del context, entered, report  # a failure's traceback keeps this frame alive: see processors.py
-        return entry
+        with self._ob_start_record(batch, record):
+            return self._ob_process(record)
 
     async def _ob_async_record(self, record: dict[str, Any]) -> Any:
         batch = self._ob_batch
         if batch is None:
             return await self._ob_async_process(record)
         batch.is_async = True
-        report, entered = self._ob_start_record(batch, record)
-        context = report.context
-        token = _REPORT.set(report)
-        started = perf_counter_ns()
-        try:
-            entry = await self._ob_async_process(record)
-        except BaseException:
-            context.duration_ns = perf_counter_ns() - started
-            _REPORT.reset(token)
-            _crashed(context, self._ob_chain, entered)
-            raise
-        context.duration_ns = perf_counter_ns() - started
-        _REPORT.reset(token)
-        self._ob_chain.exit(context, entered, self._ob_settle(report))
-        del context, entered, report
-        return entry
+        with self._ob_start_record(batch, record):
+            return await self._ob_async_process(record)
 
     def _ob_settle(self, report: _Report) -> Any:
-        """The record's outcome from what the user's code reported; returns the entry the chain classifies."""
+        """The record's outcome from what the user's code reported; returns the entry the driver classifies."""
         context = report.context
-        if context.outcome is Outcome.SKIPPED and not (report.guard_raised and report.failed):
+        if context is not None and context.outcome is Outcome.SKIPPED and not (report.guard_raised and report.failed):
             if not report.guard_raised:
                 self._ob_warn_once(
-                    context.batch,
+                    report.batch,
                     "did not call self.handler for a record a middleware failed (FailRecord); the record was"
                     " processed. Call self.handler(...) in _process_record for guards to take effect",
                 )
             # The user's code processed the record or reported it successful: its report decides.
             context.outcome = context.skip_reason = context.exc_info = None
         if report.failed:
-            context.exc_info = report.exc_info
+            if context is not None:
+                context.exc_info = report.exc_info
             return None
         if report.succeeded:
             return (_SUCCESS_ENTRY, report.result)
         self._ob_warn_once(
-            context.batch,
+            report.batch,
             "returned from _process_record without calling success_handler or failure_handler; the record"
             " is counted as successful. Report each record through them",
         )
@@ -334,28 +333,15 @@ class BasePartialProcessor(_CustomObserved, _PtBasePartialProcessor):
         middleware: Sequence[str | Middleware] | None = None,
         config: Config | None = None,
     ) -> None:
-        extra = {"logger": logger} if logger is not None else {}
-        _PtBasePartialProcessor.__init__(self, **extra)
-        self._ob_setup(middleware, config, event_type)
+        _PtBasePartialProcessor.__init__(self, **logger_argument(logger))
+        self._observe(middleware, config, event_type)
 
 
-class BasePartialBatchProcessor(BasePartialProcessor, _PtBasePartialBatchProcessor):
+class BasePartialBatchProcessor(PartialBatchInit, BasePartialProcessor, _PtBasePartialBatchProcessor):
     """Powertools' ``BasePartialBatchProcessor`` (partial batch responses) with the middleware chain
     around your processor's records; same arguments plus ``middleware=`` / ``config=``."""
 
-    def __init__(
-        self,
-        event_type: EventType,
-        model: BatchTypeModels | None = None,
-        raise_on_entire_batch_failure: bool = True,
-        logger: logging.Logger | None = None,
-        *,
-        middleware: Sequence[str | Middleware] | None = None,
-        config: Config | None = None,
-    ) -> None:
-        extra = {"logger": logger} if logger is not None else {}
-        _PtBasePartialBatchProcessor.__init__(self, event_type, model, raise_on_entire_batch_failure, **extra)
-        self._ob_setup(middleware, config, None)
+    _ob_base = _PtBasePartialBatchProcessor
 
 
 # Our processors are Powertools' BasePartialBatchProcessor subclasses; they are ours too, virtually

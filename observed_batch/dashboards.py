@@ -29,12 +29,12 @@ from __future__ import annotations
 import copy
 import importlib.resources
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any, Final, Unpack
 
-from observed_batch._names import check, checked
+from observed_batch._names import check
+from observed_batch._targets import Targets, Watched
 from observed_batch.alarms import Thresholds, alarm_names, render_alarms
-from observed_batch.metric_schema import DEFAULT_NAMESPACE, DEFAULT_SERVICE, TELEMETRY_BACKENDS
 
 __all__ = [
     "BODY",
@@ -74,19 +74,7 @@ def load(name: str = BODY) -> dict[str, Any]:
 
 
 def render(
-    *,
-    function: str,
-    namespace: str = DEFAULT_NAMESPACE,
-    service: str = DEFAULT_SERVICE,
-    queue: str | None = None,
-    dlq: str | None = None,
-    stream: str | None = None,
-    table: str | None = None,
-    kafka_topic: str | None = None,
-    region: str = SHIPPED_REGION,
-    account_id: str | None = None,
-    timeout_s: int | None = None,
-    telemetry_backends: Sequence[str] = TELEMETRY_BACKENDS,
+    *, function: str, region: str = SHIPPED_REGION, account_id: str | None = None, **targets: Unpack[Targets]
 ) -> dict[str, Any]:
     """The shipped dashboard body filled in for one function, ready for ``put-dashboard``.
 
@@ -94,17 +82,8 @@ def render(
     sources (and ``timeout_s``, which adds the duration alarm). Raises ``ConfigError`` for a name AWS would
     not accept.
     """
-    values = checked(
-        function=function,
-        namespace=namespace,
-        service=service,
-        queue=queue,
-        dlq=dlq,
-        stream=stream,
-        table=table,
-        kafka_topic=kafka_topic,
-        region=region,
-    )
+    watched = Watched.of("dashboard", function, targets)
+    values: dict[str, str | None] = {**watched.names(), "region": check("region", region)}
     if account_id is not None:
         check("account_id", account_id)
     body = load()
@@ -114,16 +93,7 @@ def render(
     replacements = {token: value for key, token in PLACEHOLDERS.items() if (value := values.get(key)) is not None}
     widgets = [_fill(widget, replacements, region) for widget in widgets]
     if account_id is not None:
-        names = alarm_names(
-            function,
-            queue=queue,
-            dlq=dlq,
-            stream=stream,
-            table=table,
-            kafka_topic=kafka_topic,
-            timeout_s=timeout_s,
-            telemetry_backends=telemetry_backends,
-        )
+        names = alarm_names(function, **targets)
         widgets.append(_alarm_widget(list(names.values()), region, account_id, _bottom(widgets)))
     rendered = {key: value for key, value in body.items() if key != "variables"}
     rendered["widgets"] = widgets

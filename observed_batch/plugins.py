@@ -5,9 +5,10 @@ A package declares, in its ``pyproject.toml``::
     [project.entry-points."observed_batch.middleware"]
     acme_audit = "acme_audit.middleware:AuditMiddleware"
 
-and ``OBSERVED_BATCH_MIDDLEWARE=metrics,acme_audit`` enables it, its options coming from its constructor's
-keyword-only parameters exactly as for a built-in (``OBSERVED_BATCH_ACME_AUDIT_<OPTION>``, pyproject
-``[tool.observed_batch.acme_audit]``, ``Config.options``), validated the same way. A plugin cannot take
+and ``OBSERVED_BATCH_MIDDLEWARE=metrics,acme_audit`` enables it, its options declared in ``OPTIONS``
+(``observed_batch.options``; without one, its constructor's keyword-only parameters) and set exactly
+as a built-in's (``OBSERVED_BATCH_ACME_AUDIT_<OPTION>``, pyproject ``[tool.observed_batch.acme_audit]``,
+``Config.options``), validated by the same ``Option.check``. A plugin cannot take
 a built-in's name. Installed distributions are only looked up when a name is not a built-in's, so a
 configuration of built-ins pays nothing for this at cold start.
 """

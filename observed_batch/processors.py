@@ -15,18 +15,18 @@ import sys
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor as _PtAsyncBatchProcessor
 from aws_lambda_powertools.utilities.batch import BatchProcessor as _PtBatchProcessor
 from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor as _PtSqsFifoPartialProcessor
 
-from observed_batch import _compat, sources
-from observed_batch.chain import Chain, release_resolved, settle
+from observed_batch import _compat, driver, sources
+from observed_batch.chain import Chain
 from observed_batch.config import Config, build_middlewares
 from observed_batch.redaction import Redaction
-from observed_batch.typing import BatchContext, Middleware, Outcome, RecordContext
+from observed_batch.typing import BatchContext, Middleware, RecordContext
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
@@ -39,10 +39,34 @@ __all__ = ["AsyncBatchProcessor", "BatchProcessor", "SqsFifoPartialProcessor"]
 _CURRENT: ContextVar[RecordContext | None] = ContextVar("observed_batch_record", default=None)
 
 
+#: ``middleware=``: names or instances, in chain order (``None``: from the configuration / environment).
+MiddlewareOption: TypeAlias = "Sequence[str | Middleware] | None"
+
 _HOOKED_METHODS = (*_compat.PROCESSOR_HOOKS, "failure_handler")
 
 
-class _Observed:
+def logger_argument(logger: logging.Logger | None) -> dict[str, Any]:
+    """Powertools' ``logger=`` only when given: versions before it was added take no such argument."""
+    return {"logger": logger} if logger is not None else {}
+
+
+class ObservedBase:
+    """What every observed processor (ours, and the bases for custom ones) sets up and adapts the same way."""
+
+    def _ob_build(self, middleware: Sequence[str | Middleware] | None, config: Config | None) -> Chain:
+        self.middlewares: tuple[Middleware, ...] = build_middlewares(middleware, config)
+        self._ob_chain = chain = Chain(self.middlewares)
+        self._ob_redaction = Redaction.from_config(config, os.environ) if chain else None
+        self._ob_batch: BatchContext | None = None
+        self._ob_lambda_context: Any = None
+        return chain
+
+    def __call__(self, records: list[dict[str, Any]], handler: Callable[..., Any], lambda_context: Any = None) -> Any:
+        self._ob_lambda_context = lambda_context
+        return super().__call__(records, handler, lambda_context)  # type: ignore[misc]
+
+
+class _Observed(ObservedBase):
     """Mixin placed in front of a Powertools processor in the MRO."""
 
     # Provided by the Powertools base class.
@@ -52,12 +76,7 @@ class _Observed:
     _is_async = False
 
     def _observe(self, middleware: Sequence[str | Middleware] | None, config: Config | None) -> None:
-        self.middlewares: tuple[Middleware, ...] = build_middlewares(middleware, config)
-        self._ob_chain = Chain(self.middlewares)
-        self._ob_redaction = Redaction.from_config(config, os.environ) if self._ob_chain else None
-        self._ob_chain.check_event_type(self.event_type)
-        self._ob_batch: BatchContext | None = None
-        self._ob_lambda_context: Any = None
+        self._ob_build(middleware, config).check_event_type(self.event_type)
         # Powertools' per-record implementation, bound once (zero-argument super() costs per call).
         self._ob_core = super()._process_record  # type: ignore[misc]
         self._ob_async_core = super()._async_process_record  # type: ignore[misc]
@@ -70,23 +89,18 @@ class _Observed:
                     setattr(self, method, getattr(super(owner, self), method))
 
     # -- batch --------------------------------------------------------------------------------
-    def __call__(self, records: list[dict[str, Any]], handler: Callable[..., Any], lambda_context: Any = None) -> Any:
-        self._ob_lambda_context = lambda_context
-        return super().__call__(records, handler, lambda_context)  # type: ignore[misc]
-
     def _prepare(self) -> None:
         super()._prepare()  # type: ignore[misc]
         if self._ob_chain:
-            batch = BatchContext(
+            self._ob_batch = driver.open_batch(
+                self._ob_chain,
+                self,
                 self.event_type,
                 getattr(self, "records", []),
                 self._ob_lambda_context,
-                self,  # type: ignore[arg-type]
-                self._is_async,
                 self._ob_redaction,
+                self._is_async,
             )
-            self._ob_batch = batch
-            self._ob_chain.start_batch(batch)
 
     def __exit__(self, exception_type: Any, exception_value: Any, traceback: Any) -> Any:
         if self._ob_batch is not None and exception_value is not None:
@@ -99,16 +113,7 @@ class _Observed:
             super()._clean()  # type: ignore[misc]
             return
         self._ob_batch = None
-        try:
-            if batch._resolved:
-                release_resolved(batch, self)
-            super()._clean()  # type: ignore[misc]
-        except BaseException as exc:
-            if batch.summary.error is None:
-                batch.summary.error = exc
-            raise
-        finally:
-            self._ob_chain.end_batch(batch)
+        driver.close_batch(self._ob_chain, batch, self, super()._clean)  # type: ignore[misc]
 
     # -- record -------------------------------------------------------------------------------
     def _ob_report_skip(self, record: dict[str, Any], context: RecordContext) -> Any:
@@ -117,7 +122,7 @@ class _Observed:
         _compat.set_fifo_group(self, sources.fifo_group(record))
         data = _compat.to_batch_type(self, record, self.event_type)
         exc_info = context.exc_info
-        # chain.enter kept the FailRecord's sys.exc_info()
+        # driver.enter kept the FailRecord's sys.exc_info()
         assert exc_info is not None
         assert exc_info[1] is not None
         try:
@@ -125,19 +130,17 @@ class _Observed:
             # override sees the FailRecord in sys.exc_info() too (Sentry's capture_exception() reads it).
             raise exc_info[1]
         except BaseException:
-            return self.failure_handler(data, exc_info)  # type: ignore[attr-defined]
+            entry = self.failure_handler(data, exc_info)  # type: ignore[attr-defined]
+        driver.finish(context, entry)
+        return entry
 
 
-def _crashed(context: RecordContext, chain: Chain, entered: list[Any]) -> None:
-    """The core raised past Powertools' ``except Exception`` (e.g. KeyboardInterrupt): the
-    middlewares still resume, seeing a failure, before the exception propagates."""
-    context.outcome = Outcome.FAILURE
-    context.exc_info = sys.exc_info()
-    chain.exit(context, entered, None)
+class PartialBatchInit:
+    """The one constructor of the processors built on Powertools' ``BasePartialBatchProcessor`` (ours and the
+    base for custom ones): Powertools' arguments, then ``middleware=`` / ``config=`` for ``_observe``."""
 
-
-class BatchProcessor(_Observed, _PtBatchProcessor):
-    """Powertools ``BatchProcessor`` with a middleware chain; same arguments plus ``middleware=``/``config=``."""
+    #: The Powertools class whose constructor runs first.
+    _ob_base: ClassVar[Any]
 
     def __init__(
         self,
@@ -149,122 +152,87 @@ class BatchProcessor(_Observed, _PtBatchProcessor):
         middleware: Sequence[str | Middleware] | None = None,
         config: Config | None = None,
     ) -> None:
-        extra = {"logger": logger} if logger is not None else {}
-        _PtBatchProcessor.__init__(self, event_type, model, raise_on_entire_batch_failure, **extra)
-        self._observe(middleware, config)
+        self._ob_base.__init__(self, event_type, model, raise_on_entire_batch_failure, **logger_argument(logger))
+        self._observe(middleware, config)  # type: ignore[attr-defined]
+
+
+class BatchProcessor(PartialBatchInit, _Observed, _PtBatchProcessor):
+    """Powertools ``BatchProcessor`` with a middleware chain; same arguments plus ``middleware=``/``config=``."""
+
+    _ob_base = _PtBatchProcessor
 
     def _process_record(self, record: dict[str, Any]) -> Any:
         batch = self._ob_batch
         if batch is None:
             return super()._process_record(record)
-        if batch._streamed:
-            batch._arrived(record)
         exceptions = self.exceptions
         known = len(exceptions)
-        index = batch._next_index
-        batch._next_index = index + 1
-        if not batch._wraps:
-            # No middleware wraps records in this batch: Powertools' core, then a count for the summary (and
-            # the record's duration when a middleware asked); only a failure builds a RecordContext.
-            durations = batch.durations_ns
-            started = perf_counter_ns() if durations is not None else 0
+        context = driver.enter(batch, record, True)
+        if context is None:
+            # No middleware wraps records in this batch: Powertools' core, then a count for the summary.
+            started = perf_counter_ns() if batch.durations_ns is not None else 0
             try:
                 entry = self._ob_core(record)
             except BaseException:
-                settle(batch, record, index, None, sys.exc_info(), perf_counter_ns() - started)
+                driver.unwrapped(batch, record, None, sys.exc_info(), started)
                 raise
-            if len(exceptions) == known and type(entry) is tuple and entry and entry[0] == "success":
-                batch.summary.successes += 1  # the common case, inlined
-                if durations is not None:
-                    durations.append(perf_counter_ns() - started)
-            else:
-                exc_info = exceptions[-1] if len(exceptions) > known else None
-                settle(batch, record, index, entry, exc_info, perf_counter_ns() - started)
+            driver.unwrapped(batch, record, entry, exceptions[-1] if len(exceptions) > known else None, started)
             return entry
-        context = RecordContext(batch, record, index)
-        chain = self._ob_chain
-        entered = chain.enter(context)
         if context.outcome is None:
-            # Records run one at a time here, so the exception Powertools appended (if any) is ours.
             started = perf_counter_ns()
             try:
                 entry = self._ob_core(record)
             except BaseException:
-                context.duration_ns = perf_counter_ns() - started
-                _crashed(context, chain, entered)
+                driver.crash(context, started)
                 raise
-            context.duration_ns = perf_counter_ns() - started
             if len(exceptions) > known:
+                # Records run one at a time here, so the exception Powertools appended is this record's.
                 context.exc_info = exceptions[-1]
+            driver.finish(context, entry, started)
         else:
             entry = self._ob_report_skip(record, context)
-        chain.exit(context, entered, entry)
         # A failed record's traceback (Powertools keeps it until the next batch) keeps this frame alive
-        # through frame.f_back: let go of the per-record objects, or each failure holds on to them.
-        del context, entered
+        # through frame.f_back: let go of the record's context, or each failure holds on to it.
+        del context
         return entry
 
 
-class AsyncBatchProcessor(_Observed, _PtAsyncBatchProcessor):
+class AsyncBatchProcessor(PartialBatchInit, _Observed, _PtAsyncBatchProcessor):
     """Powertools ``AsyncBatchProcessor`` with the same middleware chain as ``BatchProcessor``."""
 
+    _ob_base = _PtAsyncBatchProcessor
     _is_async = True
-
-    def __init__(
-        self,
-        event_type: EventType,
-        model: BatchTypeModels | None = None,
-        raise_on_entire_batch_failure: bool = True,
-        logger: logging.Logger | None = None,
-        *,
-        middleware: Sequence[str | Middleware] | None = None,
-        config: Config | None = None,
-    ) -> None:
-        extra = {"logger": logger} if logger is not None else {}
-        _PtAsyncBatchProcessor.__init__(self, event_type, model, raise_on_entire_batch_failure, **extra)
-        self._observe(middleware, config)
 
     async def _async_process_record(self, record: dict[str, Any]) -> Any:
         batch = self._ob_batch
         if batch is None:
             return await super()._async_process_record(record)
-        if batch._streamed:
-            batch._arrived(record)
-        index = batch._next_index
-        batch._next_index = index + 1
-        if not batch._steps:
-            # No middleware takes part in records (failure hooks need the exception, which only the
-            # ContextVar below carries here): Powertools' core, then a count and the duration.
-            started = perf_counter_ns()
-            try:
-                entry = await self._ob_async_core(record)
-            except BaseException:
-                settle(batch, record, index, None, sys.exc_info(), perf_counter_ns() - started)
-                raise
-            # No FIFO short-circuit in async processing: Powertools' entry says success or failure.
-            settle(batch, record, index, entry, None, perf_counter_ns() - started)
-            return entry
-        context = RecordContext(batch, record, index)
-        chain = self._ob_chain
-        entered = chain.enter(context)
-        if context.outcome is None:
-            token = _CURRENT.set(context)
-            started = perf_counter_ns()
-            try:
-                entry = await self._ob_async_core(record)
-            except BaseException:
-                context.duration_ns = perf_counter_ns() - started
-                _CURRENT.reset(token)
-                _crashed(context, chain, entered)
-                raise
-            context.duration_ns = perf_counter_ns() - started
-            _CURRENT.reset(token)
-        else:
+        # Failure hooks need the exception, which only the ContextVar below carries here.
+        context = driver.enter(batch, record, False)
+        if context is not None and context.outcome is not None:
             entry = self._ob_report_skip(record, context)
-        chain.exit(context, entered, entry)
-        # A failed record's traceback (Powertools keeps it until the next batch) keeps this frame alive
-        # through frame.f_back: let go of the per-record objects, or each failure holds on to them.
-        del context, entered
+            del context  # as below
+            return entry
+        token = None if context is None else _CURRENT.set(context)
+        started = perf_counter_ns()
+        try:
+            entry = await self._ob_async_core(record)
+        except BaseException:
+            if token is not None:
+                _CURRENT.reset(token)
+            if context is None:
+                driver.unwrapped(batch, record, None, sys.exc_info(), started)
+            else:
+                driver.crash(context, started)
+            raise
+        if token is not None:
+            _CURRENT.reset(token)
+        if context is None:
+            # No FIFO short-circuit in async processing: Powertools' entry says success or failure.
+            driver.unwrapped(batch, record, entry, None, started)
+        else:
+            driver.finish(context, entry, started)
+        del context  # as in BatchProcessor._process_record: a failure's traceback keeps this frame alive
         return entry
 
     def failure_handler(self, record: Any, exception: ExceptionInfo) -> Any:
@@ -288,9 +256,8 @@ class SqsFifoPartialProcessor(BatchProcessor, _PtSqsFifoPartialProcessor):
         skip_group_on_error: bool = False,
         logger: logging.Logger | None = None,
         *,
-        middleware: Sequence[str | Middleware] | None = None,
+        middleware: MiddlewareOption = None,
         config: Config | None = None,
     ) -> None:
-        extra = {"logger": logger} if logger is not None else {}
-        _PtSqsFifoPartialProcessor.__init__(self, model, skip_group_on_error, **extra)
+        _PtSqsFifoPartialProcessor.__init__(self, model, skip_group_on_error, **logger_argument(logger))
         self._observe(middleware, config)

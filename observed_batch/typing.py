@@ -223,6 +223,7 @@ class RecordContext:
     """One record's trip through the chain. Middlewares keep per-record state in ``scratch``."""
 
     __slots__ = (
+        "_hooks",
         "_parsed",
         "_resolution",
         "_scratch",
@@ -235,6 +236,9 @@ class RecordContext:
         "result",
         "skip_reason",
     )
+
+    #: The record's suspended middleware hooks while the core runs (``observed_batch.driver``).
+    _hooks: list[Any] | None
 
     def __init__(self, batch: BatchContext, raw: Any, index: int) -> None:
         self.batch = batch

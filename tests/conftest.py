@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -33,3 +34,29 @@ def clean_sentry() -> Iterator[None]:
     reset_sentry()
     yield
     reset_sentry()
+
+
+# -- moto (one server per test module that asks for it; moto is imported only then) ------------------
+@pytest.fixture(scope="module")
+def endpoint_url() -> Iterator[str]:
+    from moto_server import moto_server
+
+    with moto_server() as url:
+        yield url
+
+
+def _client(service: str, endpoint_url: str) -> Any:
+    import boto3
+    from moto_server import FAKE_CREDENTIALS, REGION
+
+    return boto3.client(service, endpoint_url=endpoint_url, region_name=REGION, **FAKE_CREDENTIALS)
+
+
+@pytest.fixture(scope="module")
+def sqs(endpoint_url: str) -> Any:
+    return _client("sqs", endpoint_url)
+
+
+@pytest.fixture(scope="module")
+def kinesis(endpoint_url: str) -> Any:
+    return _client("kinesis", endpoint_url)

@@ -93,6 +93,7 @@ class OtlpReceiver(LoopbackServer):
         self.spans: list[ReceivedSpan] = []
         self.requests = 0
         self.content_types: list[str] = []
+        self.headers: list[dict[str, str]] = []
         self._condition = threading.Condition()
         receiver = self
 
@@ -114,6 +115,7 @@ class OtlpReceiver(LoopbackServer):
                 with receiver._condition:
                     receiver.requests += 1
                     receiver.content_types.append(self.headers.get("Content-Type", ""))
+                    receiver.headers.append(dict(self.headers.items()))
                     receiver.spans.extend(spans)
                     receiver._condition.notify_all()
                 self._reply(200, ExportTraceServiceResponse().SerializeToString())

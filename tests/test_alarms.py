@@ -20,8 +20,7 @@ from click.testing import CliRunner
 from moto_server import FAKE_CREDENTIALS, REGION, moto_server, unique_name
 
 from observed_batch import ConfigError
-from observed_batch._alarm_properties import AWS_METRICS
-from observed_batch.alarms import ALARMS, Thresholds, alarm_name_prefix, alarm_names, render_alarms
+from observed_batch.alarms import ALARMS, AWS_METRICS, Thresholds, alarm_name_prefix, alarm_names, render_alarms
 from observed_batch.cli import main
 from observed_batch.dashboards import load, render
 

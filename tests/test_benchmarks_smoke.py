@@ -159,3 +159,24 @@ def test_invocation_benchmark_reports_every_row_and_goal(tmp_path: Path) -> None
         assert heading in done.stdout
     goals = done.stdout.split("### Goals (issue 22)")[1]
     assert goals.count("| PASS |") + goals.count("| MISS |") == 5
+
+
+def test_cold_start_benchmark_reports_wall_and_cpu_per_variant(tmp_path: Path) -> None:
+    # WHEN the cold-start benchmark runs one pair of two variants (tracing exports to its OTLP receiver)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVED_BATCH_", "SENTRY_", "OTEL_"))}
+    done = subprocess.run(
+        [sys.executable, str(RUN.with_name("bench_cold_start.py")), "--pairs", "1", "--only", "chain_empty,tracing"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    # THEN it exits 0 with one row per variant, wall and CPU differences included (timings are not asserted)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| added, median of pairs | added CPU, median of pairs | ratio (paired) |" in done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| (chain, none) |", "| tracing |"))]
+    assert len(rows) == 2
+    assert all(row.count(" ms |") == 2 for row in rows)

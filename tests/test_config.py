@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 import observed_batch as ob
 from observed_batch import _pyproject, config
+from observed_batch.options import Options, declared
 from observed_batch.testing import RecordingMiddleware, sqs_event
 
 VALID = "valid: metrics, tracing, sentry, logging, timeout_guard, stop_on_failure, retry_policy"
@@ -308,18 +310,24 @@ def test_valid_options_of_a_builtin_that_is_not_enabled_are_accepted(
     assert ob.BatchProcessor(ob.EventType.SQS).middlewares == ()
 
 
-def test_options_of_builtins_are_read_from_source_as_from_the_class() -> None:
-    # GIVEN every real built-in, read without importing (the check of disabled ones) and imported
+def test_every_builtin_declares_exactly_its_constructor_options() -> None:
+    # GIVEN every real built-in: its declared OPTIONS and its constructor's keyword arguments
     for name in config.available_builtins():
-        spec = config.BUILTINS[name]
-        from_source = config._source_option_kinds(spec.module, spec.cls)
+        cls = config.builtin_class(name)
+        declaration = config.declared_options(name)
+        assert declaration is not None
+        assert isinstance(getattr(cls, "OPTIONS", None), Options), name
+        parameters = {p.name: p.default for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY}
 
-        # THEN both give the same options and kinds
-        assert from_source == config.option_kinds(config.builtin_class(name)), name
-        assert from_source
+        # THEN they name the same options with the same defaults, and every default passes its own check
+        assert list(declaration) == list(parameters), name
+        for option in declaration.values():
+            assert option.default == parameters[option.name], (name, option.name)
+            assert option.check(option.default, option.name) == option.default
+            assert option.doc, (name, option.name)
 
 
-def test_options_of_a_builtin_without_readable_source_are_not_judged(
+def test_options_of_a_builtin_that_cannot_be_imported_are_not_judged(
     dummy: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a built-in whose module is missing (the function may run a newer observed_batch)
@@ -328,11 +336,18 @@ def test_options_of_a_builtin_without_readable_source_are_not_judged(
 
     # WHEN a processor without it is constructed THEN its variables are left to its construction
     assert ob.BatchProcessor(ob.EventType.SQS).middlewares == ()
-    assert config.declared_option_kinds("ghost") is None
-    # AND a class whose constructor is inherited cannot be read from its module's source either
-    assert config._source_option_kinds("dummy_middleware", "NoInit") is None
-    assert config._source_option_kinds("dummy_middleware", "Missing") is None
-    assert config._source_option_kinds("no_such_top_level_module_xyz", "X") is None
+    assert config.declared_options("ghost") is None
+    # AND so are those of a built-in whose class is not in its module
+    monkeypatch.setitem(config.BUILTINS, "missing", config._Builtin("dummy_middleware", "Missing", None, None))
+    assert config.declared_options("missing") is None
+
+
+def test_an_inherited_constructor_gives_the_same_options(dummy: None) -> None:
+    # GIVEN a middleware whose constructor (and so its options) is inherited
+    from dummy_middleware import DummyMiddleware, NoInit
+
+    # WHEN / THEN its options are its parent's
+    assert dict(declared(NoInit)) == dict(declared(DummyMiddleware))
 
 
 class Plugin(ob.Middleware):
@@ -405,20 +420,15 @@ def test_import_errors_inside_a_builtin_are_not_hidden(dummy: None) -> None:
         ob.BatchProcessor(ob.EventType.SQS, middleware=["broken_import"])
 
 
-def test_middleware_package_exposes_builtins_lazily(dummy: None) -> None:
+def test_middleware_package_exposes_builtins_lazily() -> None:
     import observed_batch.middleware as builtins
 
     with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
         builtins.Nope  # noqa: B018
-    assert sorted(builtins.__all__) == [
-        "LoggingMiddleware",
-        "MetricsMiddleware",
-        "RetryPolicyMiddleware",
-        "SentryMiddleware",
-        "StopOnFailureMiddleware",
-        "TimeoutGuardMiddleware",
-        "TracingMiddleware",
-    ]
+    # AND its __all__ (a literal for type checkers) names exactly the registry's classes
+    shipped = [b.cls for b in config.BUILTINS.values() if b.module.startswith("observed_batch.middleware.")]
+    assert sorted(builtins.__all__) == sorted(shipped)
+    assert all(getattr(builtins, name).__name__ == name for name in builtins.__all__)
 
 
 # -- pyproject ------------------------------------------------------------------------------------
@@ -471,24 +481,27 @@ def test_bad_pyproject_values_are_config_errors(
     assert message in str(raised.value)
 
 
-def test_option_kinds_only_cover_scalar_keyword_options(dummy: None) -> None:
+def test_undeclared_options_are_read_from_the_constructor_signature(dummy: None) -> None:
+    # GIVEN a middleware without OPTIONS (a plugin written before declarations)
     from dummy_middleware import DummyMiddleware
 
-    assert config.option_kinds(DummyMiddleware) == {
+    # WHEN its options are read THEN scalar and Literal parameters are settable, the others code only
+    assert {name: option.kind for name, option in declared(DummyMiddleware).items()} == {
         "max_bytes": int,
         "ratio": float,
         "enabled": bool,
         "label": str,
         "limit": int,
         "mode": ("per_record", "batch"),
+        "backend": None,
     }
 
 
-def test_option_kinds_leave_positional_parameters_out() -> None:
+def test_undeclared_options_leave_positional_parameters_out() -> None:
     # GIVEN a constructor with a positional parameter and a keyword-only one
     class Positional:
         def __init__(self, size: int, *, mode: str = "a") -> None:
             self.size, self.mode = size, mode
 
     # WHEN / THEN only the keyword-only one is an option
-    assert config.option_kinds(Positional) == {"mode": str}
+    assert list(declared(Positional)) == ["mode"]

@@ -20,7 +20,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from observed_batch import config
+from observed_batch import Middleware, config
+from observed_batch.options import Option, Options, declared
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,69 +53,85 @@ def _edit(page: Path, old: str, new: str) -> None:
 
 
 # -- configuration reference ----------------------------------------------------------------------------
-def test_reference_lists_every_option_of_every_builtin_with_its_env_var() -> None:
-    # GIVEN the built-ins the code declares
+def test_reference_lists_every_declared_option_of_every_builtin_with_its_env_var() -> None:
+    # GIVEN the built-ins and the options they declare
     # WHEN the reference is generated
     reference = hooks.options_reference()
-    # THEN every keyword option appears, with its environment variable when the environment can set it
+    # THEN every option appears, with its environment variable when the environment can set it
     for name in config.BUILTINS:
-        cls = config.builtin_class(name)
-        kinds = config.option_kinds(cls)
+        options = declared(config.builtin_class(name))
         assert f"## `{name}`" in reference
-        for option in config._constructor_parameters(cls):
-            assert f"| `{option}` |" in reference
-            if option in kinds:
-                assert f"`OBSERVED_BATCH_{name.upper()}_{option.upper()}`" in reference
+        for option in options.values():
+            assert f"| `{option.name}` |" in reference
+            if option.settable:
+                assert f"`{option.variable(name)}`" in reference
 
 
-def test_reference_takes_defaults_from_the_constructor() -> None:
-    # GIVEN tracing's constructor default for max_batch_capture_bytes (49152)
-    # WHEN the reference is generated THEN that row shows it, typed
-    row = next(line for line in hooks.options_reference().splitlines() if line.startswith("| `max_batch_capture"))
-    assert "| `int` | `49152` |" in row
+def test_reference_takes_type_bounds_and_defaults_from_the_declaration() -> None:
+    # GIVEN tracing's declaration of max_response_bytes (an int of at least 64, default 1024)
+    # WHEN the reference is generated THEN that row shows it
+    row = next(line for line in hooks.options_reference().splitlines() if line.startswith("| `max_response_bytes"))
+    assert "| `int`, ≥ 64 | `1024` |" in row
 
 
-def test_a_page_missing_an_option_fails_the_build(docs_copy: Path) -> None:
-    # GIVEN a tracing page whose Options table lost the flush_timeout_ms row
-    page = docs_copy / "middleware" / "tracing.md"
-    page.write_text("\n".join(line for line in page.read_text().splitlines() if "| `flush_timeout_ms` |" not in line))
-    # WHEN the reference is generated THEN the build fails naming the page and the option
-    with pytest.raises(hooks.DocsDrift, match=r"tracing\.md, option 'flush_timeout_ms': missing"):
-        hooks.options_reference(docs_copy)
+def test_a_middleware_page_gets_its_options_table_from_the_declaration() -> None:
+    # GIVEN the timeout_guard page, whose Options section holds the marker
+    page = (REPO / "docs" / "middleware" / "timeout_guard.md").read_text()
+    # WHEN rendered THEN the marker is replaced by one row per declared option, booleans as in TOML
+    rendered = hooks.render(page)
+    assert "<!-- generated" not in rendered
+    assert "| `estimate` | `OBSERVED_BATCH_TIMEOUT_GUARD_ESTIMATE` | `bool` | `true` |" in rendered
+    assert "| `clock` | code only | a callable returning seconds |" in rendered
 
 
-def test_a_page_stating_another_default_fails_the_build(docs_copy: Path) -> None:
-    # GIVEN a sentry page claiming max_events_per_batch defaults to 20 (the code says 10)
-    _edit(docs_copy / "middleware" / "sentry.md", "_MAX_EVENTS_PER_BATCH` | `10` |", "_MAX_EVENTS_PER_BATCH` | `20` |")
+def test_an_options_table_for_a_name_that_is_no_builtin_fails_the_build() -> None:
+    with pytest.raises(hooks.DocsDrift, match="options-table needs the name of a built-in"):
+        hooks.render("<!-- generated: options-table tracer -->")
+
+
+def test_a_page_that_does_not_generate_its_options_table_fails_the_build(docs_copy: Path) -> None:
+    # GIVEN a tracing page whose Options section lost its marker
+    _edit(docs_copy / "middleware" / "tracing.md", "<!-- generated: options-table tracing -->", "")
+    # WHEN the reference is generated THEN the build fails naming the page
+    with pytest.raises(hooks.DocsDrift, match=r"tracing\.md: its Options section must generate the table"):
+        hooks.options_reference(docs=docs_copy)
+
+
+def test_a_page_with_hand_written_option_rows_fails_the_build(docs_copy: Path) -> None:
+    # GIVEN a metrics page that adds a row of its own to the generated table
+    marker = "<!-- generated: options-table metrics -->"
+    _edit(docs_copy / "middleware" / "metrics.md", marker, marker + "\n| `resolution` | code only | `60` | none |")
     # WHEN / THEN
-    with pytest.raises(hooks.DocsDrift, match=r"default `20`, the code says 10"):
-        hooks.options_reference(docs_copy)
+    with pytest.raises(hooks.DocsDrift, match="hand-written option rows"):
+        hooks.options_reference(docs=docs_copy)
 
 
-def test_a_page_stating_a_number_for_a_boolean_default_fails_the_build(docs_copy: Path) -> None:
-    # GIVEN a timeout_guard page stating estimate defaults to `1` (the code says True)
-    _edit(docs_copy / "middleware" / "timeout_guard.md", "_ESTIMATE` | `true` |", "_ESTIMATE` | `1` |")
-    # WHEN / THEN 1 == True in Python, but not in the docs
-    with pytest.raises(hooks.DocsDrift, match=r"default `1`, the code says True"):
-        hooks.options_reference(docs_copy)
+class _Declared(Middleware):
+    name = "declared"
+    OPTIONS = Options(Option("size", int, 10, "Size."), Option("mode", ("a", "b"), "a", "Mode."))
+
+    def __init__(self, *, size: int = 10, mode: str = "a", extra: int = 0) -> None:
+        self.size, self.mode, self.extra = size, mode, extra
 
 
-def test_a_page_naming_another_env_var_fails_the_build(docs_copy: Path) -> None:
-    # GIVEN a logging page with a misspelt variable
-    page = docs_copy / "middleware" / "logging.md"
-    _edit(page, "OBSERVED_BATCH_LOGGING_MAX_FAILED_IDS", "OBSERVED_BATCH_LOG_MAX_IDS")
-    # WHEN / THEN
-    with pytest.raises(hooks.DocsDrift, match="env var 'OBSERVED_BATCH_LOG_MAX_IDS'"):
-        hooks.options_reference(docs_copy)
+class _OtherDefault(Middleware):
+    name = "other_default"
+    OPTIONS = Options(Option("size", int, 10, "Size."))
+
+    def __init__(self, *, size: int = 20) -> None:
+        self.size = size
 
 
-def test_a_page_documenting_an_option_the_code_lacks_fails_the_build(docs_copy: Path) -> None:
-    # GIVEN a metrics page with an extra row
-    row = "| `resolution` | code only | `60` | none |\n"
-    _edit(docs_copy / "middleware" / "metrics.md", "| `sink` |", row + "| `sink` |")
-    # WHEN / THEN
-    with pytest.raises(hooks.DocsDrift, match="options the code does not have: resolution"):
-        hooks.options_reference(docs_copy)
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (_Declared, "does not declare the constructor's option 'extra'"),
+        (_OtherDefault, "'size' defaults to 10, the constructor to 20"),
+    ],
+)
+def test_a_declaration_that_disagrees_with_its_constructor_fails_the_build(cls: type, message: str) -> None:
+    with pytest.raises(hooks.DocsDrift, match=message):
+        hooks.check_declaration(cls.__name__, cls)
 
 
 def test_page_links_in_copied_meanings_point_back_to_the_middleware_page() -> None:
@@ -131,11 +148,6 @@ def test_markers_are_replaced_and_unknown_ones_refused() -> None:
     # GIVEN a marker nobody generates WHEN rendered THEN the build fails naming it
     with pytest.raises(hooks.DocsDrift, match="unknown generated section 'colours'"):
         hooks.render("<!-- generated: colours -->")
-
-
-def test_page_without_options_table_has_no_rows() -> None:
-    # GIVEN / WHEN a page without an Options section THEN no rows
-    assert hooks.page_options("# Title\n\nNo options here.\n") == {}
 
 
 def test_chain_settings_in_the_reference_are_the_variables_config_reads() -> None:

@@ -24,12 +24,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from e2e_poller import Invocation, KinesisEventSourceMapping, SqsEventSourceMapping
-from moto_server import FAKE_CREDENTIALS, REGION, moto_server, unique_name
+from moto_server import unique_name
 from sentry_receiver import SentryReceiver, reset_sentry
 
 from observed_batch import BatchProcessor, EventType, SqsFifoPartialProcessor, process_partial_response
@@ -119,22 +118,6 @@ def fresh_example(name: str) -> ModuleType:
 
 
 # -- AWS resources ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def endpoint_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def sqs(endpoint_url: str) -> Any:
-    return boto3.client("sqs", endpoint_url=endpoint_url, region_name=REGION, **FAKE_CREDENTIALS)
-
-
-@pytest.fixture(scope="module")
-def kinesis(endpoint_url: str) -> Any:
-    return boto3.client("kinesis", endpoint_url=endpoint_url, region_name=REGION, **FAKE_CREDENTIALS)
-
-
 def make_queue(sqs: Any, *, fifo: bool = False, visibility_timeout_s: int = 30) -> tuple[str, str]:
     """A queue with a DLQ (redrive after ``MAX_RECEIVE_COUNT`` receives); returns (queue URL, DLQ URL)."""
     suffix = ".fifo" if fifo else ""

@@ -150,3 +150,91 @@ def test_the_other_backend_loads_only_its_own_package(
 
     # THEN the default backend's package (opentelemetry, structlog) is not imported
     assert loaded == loads
+
+
+#: What tracing loads on first use only: the OTLP exporter, protobuf (its encoder), HTTP clients, the
+#: X-Ray propagator (for the first record with an ``AWSTraceHeader``); ``importlib.metadata`` stands for
+#: entry-point scans (OTel's context, resource detectors, samplers), which the default set-up needs none of.
+_EXPORT_MODULES = (
+    "importlib.metadata",
+    "opentelemetry.exporter",
+    "google.protobuf",
+    "requests",
+    "urllib3",
+    "http.client",
+    "opentelemetry.propagators.aws",
+)
+
+_EXPORT_REPORT = f"""
+import json, sys
+print(json.dumps(sorted(m for m in {_EXPORT_MODULES!r} if m in sys.modules)))
+"""
+
+
+def _export_modules_loaded_by(code: str, cwd: Path, endpoint: str) -> list[str]:
+    """The export-related modules in ``sys.modules`` after ``code`` ran in a fresh interpreter whose
+    tracing provider is built from ``OTEL_*`` with ``endpoint``."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVED_BATCH_", "OTEL_"))}
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "https_proxy", "HTTPS_PROXY"):
+        environment.pop(proxy, None)
+    environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = endpoint
+    environment["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", code + _EXPORT_REPORT],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def _traced_batch(flush_timeout_ms: int) -> str:
+    return (
+        "from observed_batch import BatchProcessor, EventType, process_partial_response\n"
+        "from observed_batch.middleware import TracingMiddleware\n"
+        "from observed_batch.testing import sqs_event\n"
+        f"tracing = TracingMiddleware(flush_timeout_ms={flush_timeout_ms})\n"
+        "processor = BatchProcessor(EventType.SQS, middleware=[tracing])\n"
+        "process_partial_response(sqs_event(3), lambda record: None, processor)\n"
+    )
+
+
+def test_tracing_builds_its_provider_without_the_exporter_until_spans_are_exported(tmp_path: Path) -> None:
+    # GIVEN tracing through the provider it builds from OTEL_*, and no flush at batch end
+    _require("tracing")
+
+    # WHEN a batch without X-Ray headers is traced (its spans wait in the batch span processor)
+    loaded = _export_modules_loaded_by(_traced_batch(0), tmp_path, "http://127.0.0.1:9/v1/traces")
+
+    # THEN neither the OTLP exporter, protobuf, any HTTP client nor the X-Ray propagator was imported,
+    # and no entry point was looked up
+    assert loaded == []
+
+
+def test_the_first_export_to_a_plain_http_collector_imports_no_requests(tmp_path: Path) -> None:
+    # GIVEN tracing with its default flush at batch end, to a plain-HTTP collector (the collector layer's
+    # convention; nothing listens at this port, the export fails at once)
+    _require("tracing")
+
+    # WHEN a batch is traced and its spans exported
+    loaded = _export_modules_loaded_by(_traced_batch(2000), tmp_path, "http://127.0.0.1:9/v1/traces")
+
+    # THEN the exporter and its encoder sent over http.client: requests and urllib3 stay out
+    # (importlib.metadata comes with the exporter's module, which imports it for credential providers)
+    assert set(loaded) == {"google.protobuf", "http.client", "opentelemetry.exporter", "importlib.metadata"}
+
+
+def test_an_https_collector_is_still_reached_through_requests(tmp_path: Path) -> None:
+    # GIVEN tracing to an HTTPS collector (requests' CA bundle and the OTEL_* certificate settings apply)
+    _require("tracing")
+
+    # WHEN a batch is traced and its spans exported
+    loaded = _export_modules_loaded_by(_traced_batch(2000), tmp_path, "https://127.0.0.1:9/v1/traces")
+
+    # THEN the exporter sent through requests, as it always did
+    assert {"requests", "urllib3", "opentelemetry.exporter"} <= set(loaded)

@@ -19,12 +19,18 @@ from observed_batch.testing import sqs_event
 
 PLUGIN = """
 from observed_batch import Middleware
+from observed_batch.options import Option, Options, validated
 
 SEEN = []
 
 
+@validated
 class AuditMiddleware(Middleware):
     name = "acme_audit"
+    OPTIONS = Options(
+        Option("level", int, 1, "Audit detail.", min=1, max=3),
+        Option("tag", str, "audit", "Tag of the audit lines."),
+    )
 
     def __init__(self, *, level: int = 1, tag: str = "audit") -> None:
         self.level = level
@@ -88,6 +94,42 @@ def test_options_in_code_and_pyproject_reach_a_plugin(acme_audit: object, tmp_pa
     # WHEN the processor is built THEN the plugin got them
     (middleware,) = ob.BatchProcessor(ob.EventType.SQS, config=config).middlewares
     assert (middleware.tag, middleware.level) == ("from-code", 1)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("env", "OBSERVED_BATCH_ACME_AUDIT_LEVEL=5 must be at most 3"),
+        ("pyproject", "[tool.observed_batch.acme_audit] level=0 must be at least 1"),
+        ("config", "acme_audit option level=True must be of type int"),
+        ("constructor", "acme_audit option level=4 must be at most 3"),
+    ],
+)
+def test_a_plugins_declared_options_get_the_builtins_validation_from_every_source(
+    acme_audit: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, message: str
+) -> None:
+    # GIVEN the plugin, which declares level as an int from 1 to 3, and a bad level from one source
+    monkeypatch.setenv("OBSERVED_BATCH_MIDDLEWARE", "acme_audit")
+    config = None
+    if source == "env":
+        monkeypatch.setenv("OBSERVED_BATCH_ACME_AUDIT_LEVEL", "5")
+    elif source == "pyproject":
+        path = tmp_path / "pyproject.toml"
+        path.write_text("[tool.observed_batch.acme_audit]\nlevel = 0\n")
+        monkeypatch.setenv("OBSERVED_BATCH_PYPROJECT", str(path))
+    elif source == "config":
+        config = ob.Config(options={"acme_audit": {"level": True}})
+
+    # WHEN the processor (or the middleware itself) is built
+    # THEN a ConfigError names where the value came from and the bound it breaks
+    def build() -> object:
+        if source == "constructor":
+            return acme_audit.AuditMiddleware(level=4)  # type: ignore[attr-defined]
+        return ob.BatchProcessor(ob.EventType.SQS, config=config)
+
+    with pytest.raises(ob.ConfigError) as raised:
+        build()
+    assert str(raised.value) == message
 
 
 def test_installed_plugins_are_listed_among_the_valid_names(

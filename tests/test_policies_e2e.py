@@ -15,14 +15,12 @@ import itertools
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import pytest
 from e2e_poller import KinesisEventSourceMapping, SqsEventSourceMapping
-from moto_server import FAKE_CREDENTIALS, REGION, moto_server, unique_name
+from moto_server import unique_name
 
 import observed_batch as ob
 from observed_batch.middleware import RetryPolicyMiddleware, StopOnFailureMiddleware
@@ -37,22 +35,6 @@ BACKOFF_BASE_S = 1.0
 
 class InvalidOrder(Exception):
     """The poison messages' error: retrying cannot help."""
-
-
-@pytest.fixture(scope="module")
-def endpoint_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def sqs(endpoint_url: str) -> Any:
-    return boto3.client("sqs", endpoint_url=endpoint_url, region_name=REGION, **FAKE_CREDENTIALS)
-
-
-@pytest.fixture(scope="module")
-def kinesis(endpoint_url: str) -> Any:
-    return boto3.client("kinesis", endpoint_url=endpoint_url, region_name=REGION, **FAKE_CREDENTIALS)
 
 
 def _kinds() -> list[str]:

@@ -13,7 +13,7 @@ from record_hook import counting_record_hooks
 from sentry_receiver import SentryReceiver
 
 import observed_batch as ob
-from observed_batch.middleware import SentryMiddleware
+from observed_batch.middleware import LoggingMiddleware, SentryMiddleware
 from observed_batch.testing import FakeLambdaContext, sqs_event
 
 
@@ -73,6 +73,41 @@ def test_the_batch_that_initialises_sentry_sends_no_other_records_breadcrumbs(
     assert not [c for c in crumbs if c and "handling b" in c]
 
 
+def handler_logging_an_error(record: Any) -> str:
+    if record.body.startswith("fail"):
+        logging.getLogger("orders").error("giving up on %s", record.body)
+        raise ValueError(f"rejected {record.body}")
+    return str(record.body)
+
+
+def test_sentry_from_the_dsn_sends_one_event_per_failed_record_not_one_per_error_line(
+    receiver: SentryReceiver, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN SENTRY_DSN only, the logging middleware writing through a Powertools Logger (stdlib logging), and a
+    # handler that logs an error before it raises
+    monkeypatch.setenv("SENTRY_DSN", receiver.dsn)
+    processor = ob.BatchProcessor(
+        ob.EventType.SQS, middleware=[SentryMiddleware(), LoggingMiddleware(backend="powertools")]
+    )
+    event = sqs_event(3, body=lambda i: ["fail-a", "b", "fail-c"][i])
+
+    # WHEN two invocations run with two failed records each (the first one initialises Sentry)
+    for _ in range(2):
+        ob.process_partial_response(event, handler_logging_an_error, processor, FakeLambdaContext())
+    sentry_sdk.flush(timeout=5.0)
+
+    # THEN the four events are the middleware's own: neither the handler's error line nor the logging
+    # middleware's record_failed line became an event of its own (outside max_events_per_batch)
+    events = receiver.wait_for_events(4)
+    assert len(receiver.events()) == 4
+    assert {e["exception"]["values"][-1]["mechanism"]["type"] for e in events} == {"observed_batch"}
+    # AND in the second invocation the error lines are breadcrumbs of their own record's event
+    crumbs = [c.get("message") for c in events[-1].get("breadcrumbs", {}).get("values", [])]
+    assert "giving up on fail-c" in crumbs
+    assert "giving up on fail-a" not in crumbs
+    capsys.readouterr()
+
+
 def test_source_context_only_for_the_applications_frames(receiver: SentryReceiver) -> None:
     # GIVEN the application's Sentry with the SDK's default include_source_context=True
     sentry_sdk.init(dsn=receiver.dsn, default_integrations=False)
@@ -90,6 +125,37 @@ def test_source_context_only_for_the_applications_frames(receiver: SentryReceive
     assert 'raise ValueError(f"rejected {record.body}")' in ours[0]["context_line"]
     assert len(ours[0]["pre_context"]) == 5
     assert all("context_line" not in f for f in library)
+
+
+def test_every_failure_of_a_batch_gets_the_source_context_of_its_frames(receiver: SentryReceiver) -> None:
+    # GIVEN the application's Sentry, and an event processor that changes the first event's source lines
+    def change_first(event: Any, hint: Any) -> Any:
+        if "fail-a" in event["exception"]["values"][-1]["value"]:
+            for frame in event["exception"]["values"][-1]["stacktrace"]["frames"]:
+                if frame.get("pre_context"):
+                    frame["pre_context"].append("changed by an event processor")
+        return event
+
+    sentry_sdk.init(dsn=receiver.dsn, default_integrations=False)
+    sentry_sdk.get_isolation_scope().add_event_processor(change_first)
+
+    # WHEN two records of one batch fail at the same line of this file's handler
+    run(SentryMiddleware(), ["fail-a", "b", "fail-c"])
+
+    # THEN both events carry that line's source context, each its own (the first one's change is not the second's)
+    events = receiver.wait_for_events(2)
+    handler_frames = {
+        event["exception"]["values"][-1]["value"]: next(
+            f for f in event["exception"]["values"][-1]["stacktrace"]["frames"] if f.get("function") == "handler"
+        )
+        for event in events
+    }
+    first, second = handler_frames["rejected fail-a"], handler_frames["rejected fail-c"]
+    assert 'raise ValueError(f"rejected {record.body}")' in second["context_line"]
+    assert first["context_line"] == second["context_line"]
+    assert first["pre_context"][-1] == "changed by an event processor"
+    assert len(second["pre_context"]) == 5
+    assert "changed by an event processor" not in second["pre_context"]
 
 
 def test_no_source_context_when_the_sdk_is_told_so(receiver: SentryReceiver) -> None:

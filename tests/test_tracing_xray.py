@@ -10,6 +10,7 @@ import pytest
 from aws_xray_sdk import global_sdk_config
 from aws_xray_sdk.core.lambda_launcher import LambdaContext
 from aws_xray_sdk.core.recorder import AWSXRayRecorder
+from opentelemetry.sdk.trace import TracerProvider
 from xray_receiver import Document, XrayReceiver
 
 from observed_batch import (
@@ -335,7 +336,7 @@ def test_a_missing_sdk_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatc
     ("options", "message"),
     [
         ({"backend": "xray", "mode": "batch"}, "mode='batch' is for backend 'otel'"),
-        ({"backend": "xray", "tracer_provider": object()}, "tracer_provider is for backend 'otel'"),
+        ({"backend": "xray", "tracer_provider": TracerProvider()}, "tracer_provider is for backend 'otel'"),
         ({"xray_recorder": object()}, "xray_recorder needs backend='xray'"),
     ],
 )

@@ -1,39 +1,41 @@
 """mkdocs hook: facts the code owns are written into the docs from the code, so they cannot drift.
 
-A page containing ``<!-- generated: options -->`` gets the configuration reference: every built-in
-middleware (from ``observed_batch.config.BUILTINS``), and for each, every constructor option with
-its environment variable (``option_kinds`` decides which options the environment can set), type
-and default read with ``inspect``. The meaning of each option is taken from the Options table of
-the middleware's own page (``docs/middleware/<name>.md``), which stays the one place for prose.
+Options come from the middlewares' declarations (``OPTIONS``, see ``observed_batch.options``): name,
+type and bounds, default, environment variable and meaning are written once, in the code.
 
-The build fails (``DocsDrift``) when a middleware page's Options table lists an option the code
-does not have, misses one it has, names another environment variable, or states another default.
-``tests/test_docs_site.py`` runs the same checks, so ``pytest`` catches drift without mkdocs.
+- ``<!-- generated: options-table NAME -->``, under the ``## Options`` heading of
+  ``docs/middleware/NAME.md``: the table of built-in ``NAME``'s options.
+- ``<!-- generated: options -->``: the configuration reference, every built-in (from
+  ``observed_batch.config.BUILTINS``) and every option, links pointing back to the middleware pages.
+
+The build fails (``DocsDrift``) when a built-in's page does not generate its Options table (or adds
+hand-written rows to it), or when a declaration disagrees with the constructor (an option missing
+on either side, another default). ``tests/test_docs_site.py`` runs the same checks, so ``pytest``
+catches drift without mkdocs.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from observed_batch import config
+from observed_batch.options import Option, Options, declared
 
 __all__ = [
     "DocsDrift",
-    "OptionRow",
     "alarms_reference",
+    "check_declaration",
     "on_page_markdown",
     "options_reference",
-    "page_options",
+    "options_table",
     "render",
 ]
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-_MARKER = re.compile(r"<!-- generated: ([\w-]+) -->")
-_CELL = re.compile(r"(?:`[^`]*`|[^|`])+")
+_MARKER = re.compile(r"<!-- generated: ([\w-]+)(?: ([\w-]+))? -->")
 _CODE_ONLY = "code only"
 
 
@@ -41,111 +43,98 @@ class DocsDrift(Exception):
     """A page states something about the configuration that the code does not."""
 
 
-@dataclass(frozen=True)
-class OptionRow:
-    """One row of a middleware page's Options table."""
+def check_declaration(name: str, cls: type) -> Options:
+    """The declared options of built-in ``name``, if they match its constructor's keyword arguments."""
+    options = declared(cls)
+    parameters = {p.name: p for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    where = f"{cls.__name__}.OPTIONS"
+    for missing in [option for option in parameters if option not in options]:
+        raise DocsDrift(f"{where} does not declare the constructor's option {missing!r}")
+    for extra in [option for option in options if option not in parameters]:
+        raise DocsDrift(f"{where} declares {extra!r}, which the constructor does not take")
+    for option in options.values():
+        default = parameters[option.name].default
+        if default != option.default or isinstance(default, bool) != isinstance(option.default, bool):
+            raise DocsDrift(f"{where}: {option.name!r} defaults to {option.default!r}, the constructor to {default!r}")
+    return options
 
-    option: str
-    env_var: str
-    default: str
-    meaning: str
+
+def _type(option: Option) -> str:
+    kind = option.kind
+    if kind is None:
+        return option.expects or "any object"
+    if isinstance(kind, tuple):
+        return "one of " + ", ".join(f"`{value}`" for value in kind)
+    cell = f"`{kind.__name__}`"
+    if kind is int or kind is float:
+        bounds = (("≥", option.min), ("≤", option.max), ("<", option.below))
+        cell += "".join(f", {sign} {bound:g}" for sign, bound in bounds if bound is not None)
+    if option.accepts is not None:
+        cell += f" (in code also: {option.expects})"
+    return cell
 
 
-def page_options(markdown: str) -> dict[str, OptionRow]:
-    """The rows of the table under the page's ``## Options`` heading, by option name."""
-    section = re.search(r"^## Options\n(.*?)(?=^## |\Z)", markdown, re.DOTALL | re.MULTILINE)
-    if section is None:
-        return {}
-    rows: dict[str, OptionRow] = {}
-    for line in section.group(1).splitlines():
-        if not line.startswith("| `"):
-            continue
-        cells = [cell.strip() for cell in _CELL.findall(line.strip().strip("|"))]
-        option, env_var, default, meaning = cells[0].strip("`"), cells[1].strip("`"), cells[2], cells[3]
-        rows[option] = OptionRow(option, env_var, default, meaning)
+def _default(option: Option) -> str:
+    if option.default_doc:
+        return option.default_doc
+    default = option.default
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    return "none" if default is None or default == "" else f"`{default}`"
+
+
+def _rows(name: str, options: Options, page: str = "") -> list[str]:
+    """Table rows; ``page`` (a path to the middleware page) rewrites the meanings' in-page links."""
+    rows = [
+        "| option | env var | type | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for option in options.values():
+        env = f"`{option.variable(name)}`" if option.settable else _CODE_ONLY
+        meaning = option.doc.replace("](#", f"]({page}#") if page else option.doc
+        rows.append(f"| `{option.name}` | {env} | {_type(option)} | {_default(option)} | {meaning} |")
     return rows
 
 
-def _env_var(name: str, option: str, kinds: dict[str, Any]) -> str:
-    return f"OBSERVED_BATCH_{name.upper()}_{option.upper()}" if option in kinds else _CODE_ONLY
+def options_table(name: str | None, docs: Path = DOCS) -> str:
+    """``<!-- generated: options-table NAME -->``: the Options table of built-in ``NAME``."""
+    if name not in config.BUILTINS:
+        raise DocsDrift(f"options-table needs the name of a built-in ({', '.join(config.BUILTINS)}), got {name!r}")
+    options = check_declaration(name, config.builtin_class(name))
+    return "\n".join(_rows(name, options)) + "\n"
 
 
-def _type(kind: Any, annotation: Any) -> str:
-    if isinstance(kind, tuple):
-        return "one of " + ", ".join(f"`{value}`" for value in kind)
-    if kind is not None:
-        return f"`{kind.__name__}`"
-    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-    # A table cell cannot hold "|"; the None default is in the default column anyway.
-    return f"`{text.replace(' | None', '')}`"
-
-
-def _stated_default(text: str) -> object:
-    """A page's default cell as a Python value, when it is a single literal; else the text itself."""
-    literal = text.strip()
-    if not (literal.startswith("`") and literal.endswith("`") and literal.count("`") == 2):
-        return text
-    value = literal.strip("`")
-    for parse in (int, float):
-        try:
-            return parse(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(value, value)
-
-
-def _check(name: str, parameter: inspect.Parameter, env_var: str, row: OptionRow | None) -> None:
-    where = f"docs/middleware/{name}.md, option {parameter.name!r}"
-    if row is None:
-        raise DocsDrift(f"{where}: missing from the Options table")
-    if row.env_var != env_var:
-        raise DocsDrift(f"{where}: env var {row.env_var!r}, the code reads {env_var!r}")
-    default = parameter.default
-    if isinstance(default, (bool, int, float, str)) and default != "":
-        stated = _stated_default(row.default)
-        if stated != default or isinstance(stated, bool) != isinstance(default, bool):
-            raise DocsDrift(f"{where}: default {row.default}, the code says {default!r}")
+def _check_page(name: str, docs: Path) -> None:
+    """The page of built-in ``name`` generates its Options table, and writes no row of its own."""
+    where = f"docs/middleware/{name}.md"
+    markdown = (docs / "middleware" / f"{name}.md").read_text()
+    section = re.search(r"^## Options\n(.*?)(?=^## |\Z)", markdown, re.DOTALL | re.MULTILINE)
+    if section is None:
+        raise DocsDrift(f"{where}: no '## Options' section")
+    if f"<!-- generated: options-table {name} -->" not in section.group(1):
+        raise DocsDrift(
+            f"{where}: its Options section must generate the table: <!-- generated: options-table {name} -->"
+        )
+    rows = [line for line in section.group(1).splitlines() if line.startswith("| `")]
+    if rows:
+        raise DocsDrift(f"{where}: hand-written option rows (declare them in OPTIONS instead): {rows[0]}")
 
 
 def _middleware_section(name: str, docs: Path) -> list[str]:
     cls = config.builtin_class(name)
-    kinds = config.option_kinds(cls)
-    rows = page_options((docs / "middleware" / f"{name}.md").read_text())
-    parameters = [p for p in inspect.signature(cls).parameters.values() if p.kind is p.KEYWORD_ONLY]
-    unknown = sorted(set(rows) - {p.name for p in parameters})
-    if unknown:
-        raise DocsDrift(f"docs/middleware/{name}.md documents options the code does not have: {', '.join(unknown)}")
+    options = check_declaration(name, cls)
+    _check_page(name, docs)
     out = [
         "",
         f"## `{name}`",
         "",
         f"`observed_batch.middleware.{cls.__name__}`: details on the [{name} page](../middleware/{name}.md#options).",
         "",
-        "| option | environment variable | type | default | meaning |",
-        "|---|---|---|---|---|",
     ]
-    for parameter in parameters:
-        env_var = _env_var(name, parameter.name, kinds)
-        row = rows.get(parameter.name)
-        _check(name, parameter, env_var, row)
-        assert row is not None  # _check raised otherwise
-        default = parameter.default
-        if isinstance(default, bool):
-            default_cell = f"`{str(default).lower()}`"
-        elif default is None or default == "":
-            default_cell = row.default  # resolved at construction (env fallbacks): the page says how
-        else:
-            default_cell = f"`{default}`"
-        env_cell = f"`{env_var}`" if env_var != _CODE_ONLY else _CODE_ONLY
-        meaning = row.meaning.replace("](#", f"](../middleware/{name}.md#")
-        out.append(
-            f"| `{parameter.name}` | {env_cell} | {_type(kinds.get(parameter.name), parameter.annotation)} "
-            f"| {default_cell} | {meaning} |"
-        )
-    return out
+    return out + _rows(name, options, f"../middleware/{name}.md")
 
 
-def options_reference(docs: Path = DOCS) -> str:
+def options_reference(_: str | None = None, docs: Path = DOCS) -> str:
     """Markdown tables of every built-in and every option, checked against the middleware pages."""
     out = [
         "| name | class | extra to install | backend package |",
@@ -160,7 +149,7 @@ def options_reference(docs: Path = DOCS) -> str:
     return "\n".join(out) + "\n"
 
 
-def alarms_reference(docs: Path = DOCS) -> str:
+def alarms_reference(_: str | None = None, docs: Path = DOCS) -> str:
     """``<!-- generated: alarms -->``: one row per alarm of the pack, from ``observed_batch.alarms``."""
     from dataclasses import fields
 
@@ -190,7 +179,7 @@ def alarms_reference(docs: Path = DOCS) -> str:
     return "\n".join(rows) + "\n"
 
 
-_GENERATORS = {"options": options_reference, "alarms": alarms_reference}
+_GENERATORS = {"options": options_reference, "options-table": options_table, "alarms": alarms_reference}
 
 
 def render(markdown: str, docs: Path = DOCS) -> str:
@@ -200,7 +189,7 @@ def render(markdown: str, docs: Path = DOCS) -> str:
         generator = _GENERATORS.get(match.group(1))
         if generator is None:
             raise DocsDrift(f"unknown generated section {match.group(1)!r}; known: {', '.join(_GENERATORS)}")
-        return generator(docs)
+        return generator(match.group(2), docs)
 
     return _MARKER.sub(replace, markdown)
 

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, TextIO
 
 import click
@@ -81,32 +81,27 @@ def read_json(path: str, what: str) -> Any:
         raise UsageProblem(f"{what} {path} is not valid JSON: {exc.msg} at {where}") from None
 
 
+@dataclass
 class Progress:
     """Progress lines on stderr for long runs: silent for the first ``delay_s``, then at most one line
     per ``interval_s``. Short runs print nothing, so output stays clean for pipes and tests."""
 
-    def __init__(
-        self,
-        label: str,
-        total: int,
-        *,
-        delay_s: float = 1.0,
-        interval_s: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-        stream: TextIO | None = None,
-    ) -> None:
-        self.label = label
-        self.total = total
-        self.delay_s = delay_s
-        self.interval_s = interval_s
-        self._clock = clock
-        self._stream = stream
-        self._started = clock()
-        self._last: float | None = None
-        self.lines = 0
+    label: str
+    total: int
+    _: KW_ONLY
+    delay_s: float = 1.0
+    interval_s: float = 1.0
+    clock: Callable[[], float] = time.monotonic
+    stream: TextIO | None = None
+    lines: int = field(default=0, init=False)
+    _last: float | None = field(default=None, init=False)
+    _started: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self._started = self.clock()
 
     def update(self, done: int) -> None:
-        now = self._clock()
+        now = self.clock()
         if now - self._started < self.delay_s:
             return
         if self._last is not None and now - self._last < self.interval_s:
@@ -114,7 +109,7 @@ class Progress:
         self._last = now
         self.lines += 1
         percent = 100.0 * done / self.total if self.total else 100.0
-        click.echo(f"observed-batch: {self.label} {done}/{self.total} ({percent:.0f}%)", err=True, file=self._stream)
+        click.echo(f"observed-batch: {self.label} {done}/{self.total} ({percent:.0f}%)", err=True, file=self.stream)
 
 
 class Ticker:

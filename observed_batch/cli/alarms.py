@@ -14,7 +14,7 @@ from observed_batch.cli._common import UsageProblem
 from observed_batch.errors import ConfigError
 from observed_batch.metric_schema import DEFAULT_NAMESPACE, DEFAULT_SERVICE, TELEMETRY_BACKENDS
 
-__all__ = ["command", "source_options"]
+__all__ = ["command", "output_option", "source_options", "timeout_option"]
 
 _EPILOG = (
     "Deploy: aws cloudformation deploy --stack-name NAME-alarms --template-file FILE"
@@ -51,6 +51,21 @@ def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+def timeout_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--timeout-s``, shared with ``dashboard`` (each says what the timeout adds)."""
+    return click.option("--timeout-s", type=click.IntRange(min=1), help=help)
+
+
+#: ``--output/-o``, shared with ``dashboard``.
+output_option = click.option(
+    "--output",
+    "-o",
+    type=click.File("w", encoding="utf-8", lazy=True),
+    default="-",
+    help="Write to FILE instead of stdout.",
+)
+
+
 def _threshold_options(function: Callable[..., Any]) -> Callable[..., Any]:
     for spec in reversed(ALARMS):
         field = next(f for f in dataclasses.fields(Thresholds) if f.name == spec.threshold)
@@ -68,11 +83,7 @@ def _threshold_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command(name="alarms", epilog=_EPILOG)
 @source_options
-@click.option(
-    "--timeout-s",
-    type=click.IntRange(min=1),
-    help="Function timeout in seconds: adds the duration-p99 alarm (p99 against this timeout).",
-)
+@timeout_option("Function timeout in seconds: adds the duration-p99 alarm (p99 against this timeout).")
 @click.option(
     "--queue-retention-s",
     type=click.IntRange(min=60),
@@ -89,13 +100,7 @@ def _threshold_options(function: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--sns-topic-arn", default="", help="Default of the AlarmTopicArn parameter: notified on alarm and OK.")
 @_threshold_options
-@click.option(
-    "--output",
-    "-o",
-    type=click.File("w", encoding="utf-8", lazy=True),
-    default="-",
-    help="Write to FILE instead of stdout.",
-)
+@output_option
 def command(output: IO[str], **options: Any) -> None:
     """Write the alarm pack for FUNCTION as a CloudFormation template (JSON, valid YAML): failure rate,
     DLQ depth and age, queue age against retention, iterator age, Kafka offset lag, throttles, errors,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from observed_batch import _option_values, config
+from observed_batch import config
 from observed_batch.errors import ConfigError
+from observed_batch.options import Options
 
 from .model import Finding, _middleware_names
 
@@ -16,8 +17,6 @@ _ENV_PREFIX = "OBSERVED_BATCH_"
 _GLOBAL_VARIABLES = set(config.CORE_VARIABLES)
 _GUARD = "timeout_guard"
 _COLD_START = "the processor raises ConfigError at construction: every invocation fails and nothing is processed"
-#: ``TimeoutGuardMiddleware``'s default ``min_remaining_ms`` (a test keeps the two equal).
-_GUARD_MIN_REMAINING_MS = 2000
 
 
 def check_environment(function: Mapping[str, Any]) -> list[Finding]:
@@ -54,7 +53,8 @@ def check_environment(function: Mapping[str, Any]) -> list[Finding]:
         except ConfigError as exc:
             finding("invalid-option", str(exc), f"set {config.ENV_DISABLED} to true or false")
 
-    guard_min_remaining_ms = _GUARD_MIN_REMAINING_MS
+    guard_options = _declared_options(_GUARD)
+    guard_min_remaining_ms: int = guard_options["min_remaining_ms"].default if guard_options else 0
     for variable in sorted(environ):
         if not variable.startswith(_ENV_PREFIX) or variable in _GLOBAL_VARIABLES:
             continue
@@ -66,12 +66,12 @@ def check_environment(function: Mapping[str, Any]) -> list[Finding]:
                 f"rename or remove {variable}",
             )
             continue
-        kinds = _option_kinds(owner)
-        if kinds is None:
+        options = _declared_options(owner)
+        if options is None:
             continue  # this observed_batch cannot load the middleware: the function's version may
-        option = variable[len(f"{_ENV_PREFIX}{owner.upper()}_") :].lower()
-        if option not in kinds:
-            choices = ", ".join(f"{_ENV_PREFIX}{owner.upper()}_{o.upper()}" for o in sorted(kinds)) or "(none)"
+        option = options.get(variable[len(f"{_ENV_PREFIX}{owner.upper()}_") :].lower())
+        if option is None or not option.settable:
+            choices = ", ".join(options[o].variable(owner) for o in sorted(options.settable())) or "(none)"
             finding(
                 "invalid-option",
                 f"{variable} is not an option of middleware {owner!r}: processor construction fails",
@@ -79,15 +79,15 @@ def check_environment(function: Mapping[str, Any]) -> list[Finding]:
             )
             continue
         try:
-            value = _option_values.coerce(environ[variable], kinds[option], variable)
+            value = option.parse(environ[variable], variable)
         except ConfigError as exc:
             finding(
                 "invalid-option",
                 f"{exc}: processor construction fails",
-                f"set {variable} to {_expected(kinds[option])}",
+                f"set {variable} to {option.describe()}",
             )
             continue
-        if owner == _GUARD and option == "min_remaining_ms":
+        if owner == _GUARD and option.name == "min_remaining_ms":
             guard_min_remaining_ms = value
 
     timeout_ms = int(function.get("Timeout") or 3) * 1000
@@ -102,14 +102,8 @@ def check_environment(function: Mapping[str, Any]) -> list[Finding]:
     return findings
 
 
-def _expected(kind: Any) -> str:
-    if isinstance(kind, tuple):
-        return "one of: " + ", ".join(kind)
-    return {int: "an integer >= 0", float: "a number >= 0", bool: "true or false"}.get(kind, "a valid value")
-
-
-def _option_kinds(builtin: str) -> dict[str, Any] | None:
+def _declared_options(builtin: str) -> Options | None:
     try:
-        return config.option_kinds(config.builtin_class(builtin))
-    except (ConfigError, ImportError):
+        return config.declared_options(builtin)
+    except ConfigError:
         return None
