@@ -6,6 +6,7 @@ Both backends (structlog, Powertools ``Logger``) use these, so their lines carry
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from observed_batch.otel_ids import current_trace_ids
@@ -39,13 +40,32 @@ CONTEXT_KEYS = (
 class BatchState:
     """Per-invocation state of one ``logging`` instance, in ``batch.scratch[middleware]``."""
 
-    __slots__ = ("destination", "event_source", "is_sqs", "logger")
+    __slots__ = ("_otel_context", "_trace", "destination", "event_source", "is_sqs", "logger")
 
     def __init__(self, logger: Any, event_source: str | None, destination: str | None, is_sqs: bool) -> None:
         self.logger = logger
         self.event_source = event_source
         self.destination = destination
         self.is_sqs = is_sqs
+        # The OTel context the trace ids were last read in, and those ids, as one tuple (async records
+        # share this state: one assignment keeps the pair consistent).
+        self._trace: tuple[Any, tuple[str, str] | None] = (None, None)
+        otel_context: Any = sys.modules.get("opentelemetry.context")
+        self._otel_context: Any = getattr(otel_context, "get_current", None)
+
+    def trace_ids(self) -> tuple[str, str] | None:
+        """``otel_ids.current_trace_ids()``, read again only when the current OTel context changed: records
+        of a batch without per-record spans all run in the invocation's context (same object, same ids)."""
+        get_current = self._otel_context
+        if get_current is None:
+            # OTel not loaded when the batch started: it may still be, by a handler (importing is not ours).
+            return current_trace_ids() if "opentelemetry.trace" in sys.modules else None
+        current = get_current()
+        cached_context, ids = self._trace
+        if current is not cached_context:
+            ids = current_trace_ids()
+            self._trace = (current, ids)
+        return ids
 
 
 def body_text(record: RecordContext) -> str | None:
@@ -66,21 +86,37 @@ def receive_count_of(value: Any) -> int | None:
         return None
 
 
-def fields(record: RecordContext, event_source: str | None) -> dict[str, Any]:
-    """The record's context fields, through the generic accessors (lines and the portable path)."""
-    found: dict[str, Any] = {
-        "message_id": record.message_id,
-        "event_source": event_source,
-        "destination": record.destination,
-        "index": record.index,
-    }
-    receive_count = record.receive_count
+def fields(record: RecordContext, event_source: str | None, state: BatchState | None = None) -> dict[str, Any]:
+    """The record's context fields. With the batch's ``state``: an SQS record's read straight from its
+    dict (same values as the generic accessors) and the trace ids through ``state.trace_ids``."""
+    raw = record.raw
+    if state is not None and state.is_sqs and type(raw) is dict:
+        message_id = raw.get("messageId")
+        found: dict[str, Any] = {
+            "message_id": message_id if type(message_id) is str else None,
+            "event_source": event_source,
+            "destination": state.destination,
+            "index": record.index,
+        }
+        attributes = raw.get("attributes")
+        receive_count = fifo_group = None
+        if type(attributes) is dict:
+            receive_count = receive_count_of(attributes.get("ApproximateReceiveCount"))
+            group = attributes.get("MessageGroupId")
+            fifo_group = group if type(group) is str else None
+    else:
+        found = {
+            "message_id": record.message_id,
+            "event_source": event_source,
+            "destination": record.destination,
+            "index": record.index,
+        }
+        receive_count, fifo_group = record.receive_count, record.fifo_group
     if receive_count is not None:
         found["receive_count"] = receive_count
-    fifo_group = record.fifo_group
     if fifo_group is not None:
         found["fifo_group"] = fifo_group
-    trace = current_trace_ids()
+    trace = state.trace_ids() if state is not None else current_trace_ids()
     if trace is not None:
         found["trace_id"], found["span_id"] = trace
     return found

@@ -1,4 +1,4 @@
-"""Producer links and sampling shortcuts of the OTel backend of ``tracing``.
+"""Producer links and provider shortcuts (sampling, inline export) of the OTel backend of ``tracing``.
 
 Producer contexts found in a record (W3C ``traceparent`` / ``tracestate`` message attributes, X-Ray
 ``AWSTraceHeader``) become span **links**, not parents: a batch mixes messages from many traces.
@@ -13,13 +13,23 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanLimits
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, StaticSampler, TraceIdRatioBased
 from opentelemetry.trace import Link, SpanContext
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from observed_batch.sources import producer_trace_headers
 
-__all__ = ["LINK_CACHE_LIMIT", "LinkCache", "batch_links", "max_links", "never_samples", "producer_contexts"]
+__all__ = [
+    "LINK_CACHE_LIMIT",
+    "LinkCache",
+    "batch_links",
+    "exports_inline",
+    "max_links",
+    "never_samples",
+    "producer_contexts",
+]
 
 LINK_CACHE_LIMIT = 1024
 _W3C = TraceContextTextMapPropagator()
@@ -59,6 +69,19 @@ class LinkCache:
             if len(self._link_cache) < LINK_CACHE_LIMIT:
                 self._link_cache[key] = cached
         return cached
+
+
+def exports_inline(provider: object) -> bool:
+    """Whether every span processor of an SDK provider exports as each span ends (``SimpleSpanProcessor``):
+    then nothing is ever queued and a flush would only cost a thread hand-off per invocation. Anything
+    else (a batch processor, a provider with a ``force_flush`` of its own, processors that cannot be
+    seen) is flushed as before."""
+    if getattr(type(provider), "force_flush", None) is not SdkTracerProvider.force_flush:
+        return False
+    processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
+    if type(processors) is not tuple or not processors:
+        return False
+    return all(type(processor) is SimpleSpanProcessor for processor in processors)
 
 
 def never_samples(tracer: trace.Tracer, parent: SpanContext) -> bool:

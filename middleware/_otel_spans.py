@@ -39,7 +39,7 @@ from observed_batch.typing import BatchContext, BatchSummary, Outcome, RecordCon
 
 from ._capture import CaptureBudget, to_text
 from ._otel_export import Flusher, default_provider, env_breaker
-from ._otel_links import LinkCache, batch_links, max_links, never_samples
+from ._otel_links import LinkCache, batch_links, exports_inline, max_links, never_samples
 
 if TYPE_CHECKING:
     from .tracing import TracingMiddleware
@@ -103,6 +103,7 @@ class OtelTracing:
             tracer, CaptureBudget(self.key.max_batch_capture_bytes, self.key.max_response_bytes), batch.redaction
         )
         batch.scratch[self.key] = state
+        state.flushes = not exports_inline(self._provider)  # nothing queued: no flush, no time kept for one
         if self._breaker.is_open:
             # The backend is down: no spans, no flush; count what this invocation would have sent.
             state.active = False
@@ -116,6 +117,11 @@ class OtelTracing:
             return
         state.max_links = max_links(tracer)
         state.span_name = _span_name(batch.destination)
+        system = batch.messaging_system
+        state.attributes = {MESSAGING_SYSTEM: system, MESSAGING_OPERATION_TYPE: _PROCESS}
+        state.is_sqs, state.per_record_destination = system == "aws_sqs", system == "kafka"  # Kafka: many topics
+        if not state.per_record_destination and batch.destination is not None:
+            state.attributes[MESSAGING_DESTINATION_NAME] = batch.destination
         if self.key.mode == "batch":
             self._start_batch_span(batch, state, batch.destination or _first_topic(batch))
 
@@ -136,7 +142,7 @@ class OtelTracing:
             invocation = trace.get_current_span()
             if invocation.is_recording():
                 invocation.set_attribute(ATTR_CAPTURE_DROPPED, state.capture.dropped)
-        if state.active and self._provider is not None and self.key.flush_timeout_ms:
+        if state.active and state.flushes and self._provider is not None and self.key.flush_timeout_ms:
             self._flush(batch, summary, self._provider)
 
     # -- record -----------------------------------------------------------------------------------
@@ -149,18 +155,17 @@ class OtelTracing:
             yield from self._within_batch_span(record, state, state.batch_span, state.batch_context)
             return
 
-        links, links_dropped = state.links(record.trace_headers)
-        destination = record.destination
-        attributes: dict[str, Any] = {
-            MESSAGING_SYSTEM: record.batch.messaging_system,
-            MESSAGING_OPERATION_TYPE: _PROCESS,
-        }
-        if destination is not None:
-            attributes[MESSAGING_DESTINATION_NAME] = destination
-        message_id = record.message_id
-        if message_id is not None:
+        links, links_dropped = state.links(record.trace_headers)  # then the batch's attributes, copied
+        attributes, name = state.attributes.copy(), state.span_name
+        if state.per_record_destination:
+            destination = record.destination
+            name = _span_name(destination)  # the batch's name when it is the batch's destination
+            if destination is not None:
+                attributes[MESSAGING_DESTINATION_NAME] = destination
+        raw = record.raw  # SQS: the id read straight from the dict (RecordContext.message_id, minus two calls)
+        message_id = raw.get("messageId") if state.is_sqs and type(raw) is dict else record.message_id
+        if isinstance(message_id, str):
             attributes[MESSAGING_MESSAGE_ID] = message_id
-        name = state.span_name if destination == record.batch.destination else _span_name(destination)
         span = state.tracer.start_span(name, kind=SpanKind.CONSUMER, attributes=attributes, links=links)
         recording = span.is_recording()
         dropped_before = state.capture.dropped
@@ -315,7 +320,7 @@ class OtelTracing:
     # -- flushing ---------------------------------------------------------------------------------
     def flush_budget_ms(self, batch: BatchContext) -> int:
         state: _BatchState | None = batch.scratch.get(self.key)
-        if state is None or not state.active or self._breaker.is_open:
+        if state is None or not state.active or not state.flushes or self._breaker.is_open:
             return 0
         return self.key.flush_timeout_ms
 
@@ -343,11 +348,15 @@ class _BatchState(LinkCache):
 
     __slots__ = (
         "active",
+        "attributes",
         "batch_context",
         "batch_span",
         "capture",
         "error_types",
+        "flushes",
+        "is_sqs",
         "open_spans",
+        "per_record_destination",
         "redaction",
         "span_name",
         "tracer",
@@ -355,12 +364,14 @@ class _BatchState(LinkCache):
 
     def __init__(self, tracer: trace.Tracer, capture: CaptureBudget, redaction: Redaction) -> None:
         super().__init__()
-        self.tracer = tracer
-        self.redaction = redaction
-        self.capture = capture
-        #: False when no span of this batch can be sampled: records then cost one dict lookup.
-        self.active = True
+        self.tracer, self.redaction, self.capture = tracer, redaction, capture
+        #: False when no span of this batch can be sampled: records then cost one dict lookup. ``flushes``:
+        #: False when the provider exports as spans end (nothing to flush at batch end).
+        self.active = self.flushes = True
         self.span_name = _PROCESS
+        #: The per-batch attributes of every record span (copied per record), set with the span name.
+        self.attributes: dict[str, Any] = {}
+        self.is_sqs, self.per_record_destination = False, True
         self.open_spans: set[Span] = set()
         self.batch_span: Span | None = None
         self.batch_context: otel_context.Context | None = None

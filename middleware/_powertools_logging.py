@@ -29,7 +29,7 @@ from contextvars import ContextVar, copy_context
 from typing import TYPE_CHECKING, Any
 
 from observed_batch.errors import ConfigError
-from observed_batch.typing import RecordContext
+from observed_batch.typing import Outcome, RecordContext
 
 from ._log_fields import BatchState, fields
 
@@ -155,13 +155,16 @@ class PowertoolsBackend:
             if state is not None:
                 self.middleware.after(record, state)
             return
-        keys = fields(record, state.event_source)
+        keys = fields(record, state.event_source, state)
         before = variable.get()
         ours = {**before, **keys}
         token = variable.set(ours)
         try:
             yield
-            self.middleware.after(record, state)
+            middleware = self.middleware
+            # A success writes nothing unless success lines are on: no call at all then.
+            if record.outcome is not Outcome.SUCCESS or middleware.log_success:
+                middleware.after(record, state, dict(keys))
         finally:
             current = variable.get()
             try:

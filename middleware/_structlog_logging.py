@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from structlog.contextvars import bind_contextvars, merge_contextvars, reset_contextvars
 
-from observed_batch.otel_ids import current_trace_ids
-from observed_batch.typing import RecordContext
+from observed_batch.typing import Outcome, RecordContext
 
-from ._log_fields import CONTEXT_KEYS, EVENT_SOURCES, BatchState, fields, receive_count_of
+from ._log_fields import CONTEXT_KEYS, EVENT_SOURCES, BatchState, fields
 
 if TYPE_CHECKING:
     from .logging import LoggingMiddleware
@@ -109,6 +108,52 @@ def _structlog_variables() -> tuple[ContextVar[Any], ...] | None:
     return tuple(found[key] for key in CONTEXT_KEYS)
 
 
+class _JsonLines:
+    """The private logger (no structlog configuration, none injected): the lines ``_json_processors``
+    render, character for character, in one call instead of a bound logger's proxy and six processors
+    (~4 µs of ~10 per line). A line whose context holds a key those processors set (``timestamp``,
+    ``level``, ``exc_info``) still goes through them."""
+
+    def __init__(self, level: int) -> None:
+        self._processors = _json_processors()
+        self._timestamper = _timestamper()
+        self._render = structlog.processors.JSONRenderer(separators=(",", ":"))
+        self._out = _StdoutLogger()
+        for method, method_level in (("debug", logging.DEBUG), ("info", logging.INFO), ("error", logging.ERROR)):
+            if method_level < level:  # as make_filtering_bound_logger: below the level, a line costs a call
+                setattr(self, method, _drop)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._write("debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._write("info", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._write("error", event, fields)
+
+    def bind(self) -> _JsonLines:
+        return self
+
+    def _write(self, method: str, event: str, fields: dict[str, Any]) -> None:
+        fields["event"] = event
+        merge_contextvars(None, method, fields)
+        if not ("timestamp" in fields or "level" in fields or "exc_info" in fields):
+            del fields["event"]
+            stamp = self._timestamper(None, method, {})["timestamp"]
+            line = self._render(None, method, {"timestamp": stamp, "level": method, "event": event, **fields})
+        else:
+            rendered: Any = fields
+            for processor in self._processors[1:]:
+                rendered = processor(None, method, rendered)
+            line = rendered
+        self._out.msg(str(line))
+
+
+def _drop(event: str, **fields: Any) -> None:
+    """A line below the level."""
+
+
 def _install_stdlib_handler(level: int) -> None:
     """One JSON handler on the root logger. Lambda's own plain-text root handler would print every
     record a second time, so it is replaced; other handlers (yours, pytest's) are left alone."""
@@ -146,9 +191,7 @@ class StructlogBackend:
         self.injected = logger
         self.variables = _structlog_variables()
         wrapper_class = structlog.make_filtering_bound_logger(middleware.level)
-        self.private = structlog.wrap_logger(
-            _StdoutLogger(), processors=_json_processors(), wrapper_class=wrapper_class, context_class=dict
-        ).bind()
+        self.private: Any = _JsonLines(middleware.level)
         if configure_structlog and not structlog.is_configured():
             structlog.configure(
                 processors=_json_processors(),
@@ -176,47 +219,76 @@ class StructlogBackend:
         if state is None or variables is None:
             yield from self._wrap_portably(record, state)
             return
-        # The hot path: every record pays for it, so it sets structlog's ContextVars directly and
-        # reads SQS fields straight from the dict (the generic accessors cost ~1 µs each).
+        # The hot path: every record pays for it, so it sets structlog's ContextVars directly (no token
+        # list, no per-key formatting), reads SQS fields straight from the dict (the generic accessors
+        # cost ~1 µs each) and reuses the trace ids while the OTel context is the same object.
         message_var, source_var, destination_var, index_var, count_var, group_var, trace_var, span_var = variables
-        receive_count = fifo_group = None
+        count_token = group_token = trace_token = span_token = None
         if state.is_sqs:
             # Same values as RecordContext.message_id / receive_count / fifo_group.
             raw = record.raw
             message_id = raw.get("messageId")
-            message_id = message_id if type(message_id) is str else None
-            destination = state.destination
+            if type(message_id) is not str:
+                message_id = None
+            message_token = message_var.set(message_id)
+            destination_token = destination_var.set(state.destination)
             attributes = raw.get("attributes")
             if type(attributes) is dict:
-                receive_count = receive_count_of(attributes.get("ApproximateReceiveCount"))
+                count = attributes.get("ApproximateReceiveCount")
+                if count is not None:
+                    try:
+                        receive_count = int(count)
+                        count_token = count_var.set(receive_count)
+                    except (TypeError, ValueError):
+                        count_token = None  # not a count: left unbound, as receive_count_of does
                 group = attributes.get("MessageGroupId")
-                fifo_group = group if type(group) is str else None
+                if type(group) is str:
+                    group_token = group_var.set(group)
         else:
-            message_id = record.message_id
-            destination = record.destination
-        tokens = [
-            message_var.set(message_id),
-            source_var.set(state.event_source),
-            destination_var.set(destination),
-            index_var.set(record.index),
-        ]
-        if receive_count is not None:
-            tokens.append(count_var.set(receive_count))
-        if fifo_group is not None:
-            tokens.append(group_var.set(fifo_group))
-        trace = current_trace_ids()
+            message_token = message_var.set(record.message_id)
+            destination_token = destination_var.set(record.destination)
+        source_token = source_var.set(state.event_source)
+        index_token = index_var.set(record.index)
+        trace = state.trace_ids()
         if trace is not None:
-            tokens.append(trace_var.set(trace[0]))
-            tokens.append(span_var.set(trace[1]))
+            trace_token = trace_var.set(trace[0])
+            span_token = span_var.set(trace[1])
         try:
             yield
-            self.middleware.after(record, state)
+            middleware = self.middleware
+            # A success writes nothing unless success lines are on: no call at all then.
+            if record.outcome is not Outcome.SUCCESS or middleware.log_success:
+                context = None
+                if state.is_sqs:  # the fields just bound, in _log_fields.fields' order, without its lookups
+                    context = {
+                        "message_id": message_id,
+                        "event_source": state.event_source,
+                        "destination": state.destination,
+                        "index": record.index,
+                    }
+                    if count_token is not None:
+                        context["receive_count"] = receive_count
+                    if group_token is not None:
+                        context["fifo_group"] = group
+                    if trace is not None:
+                        context["trace_id"], context["span_id"] = trace
+                middleware.after(record, state, context)
         finally:
             # ValueError: closed (e.g. by the GC) in another context, where nothing of ours is bound.
             # No contextlib.suppress here: this runs for every record.
             try:
-                for token in reversed(tokens):
-                    token.var.reset(token)
+                if span_token is not None:
+                    span_var.reset(span_token)
+                if trace_token is not None:
+                    trace_var.reset(trace_token)
+                if group_token is not None:
+                    group_var.reset(group_token)
+                if count_token is not None:
+                    count_var.reset(count_token)
+                index_var.reset(index_token)
+                destination_var.reset(destination_token)
+                source_var.reset(source_token)
+                message_var.reset(message_token)
             except ValueError:
                 pass
 

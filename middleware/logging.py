@@ -222,15 +222,16 @@ class LoggingMiddleware(Middleware):
         """Replaced per instance by the backend's hook (see ``__init__``)."""
         return self._backend.wrap_record(record)  # type: ignore[no-any-return]  # pragma: no cover
 
-    def after(self, record: RecordContext, state: BatchState) -> None:
-        """Called by the backends while the context is still bound: lines carry what the handler bound too."""
+    def after(self, record: RecordContext, state: BatchState, context: dict[str, Any] | None = None) -> None:
+        """Called by the backends while the context is still bound: lines carry what the handler bound too.
+        ``context``: the record's context fields (``_log_fields.fields``) if the backend has them at hand."""
         outcome = record.outcome
         if outcome is Outcome.FAILURE:
-            self._log_failure(state.logger, record, fields(record, state.event_source))
+            self._log_failure(state.logger, record, context or fields(record, state.event_source, state))
         elif outcome is Outcome.SUCCESS and self.log_success:
             rate = self.success_sample_rate
             if rate >= 1.0 or random.random() < rate:
-                line = fields(record, state.event_source)
+                line = context or fields(record, state.event_source, state)
                 line["duration_ms"] = round(record.duration_ms, 3)
                 self._add_body(line, record)
                 state.logger.debug("record_processed", **line)

@@ -54,6 +54,11 @@ _NAMESPACE = re.compile(r"^[A-Za-z0-9.\-_/#: ]{1,255}$")
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+$")
 
 
+#: ``json.dumps(..., separators=(",", ":"), allow_nan=False)``, without building an encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_MAX_DIRECTIVES = 16
+
+
 def _write_stdout(line: str) -> None:
     # Looked up per call: the Lambda runtime (and pytest) may swap sys.stdout.
     stream = sys.stdout
@@ -132,13 +137,15 @@ class MetricsMiddleware(Middleware):
         )
         self._static, self._destination, self._function_name = _extra_dimensions(dimensions)
         self._sink: Callable[[str], object] = sink if sink is not None else _write_stdout
+        #: Encoded metric directives by (dimension sets, metric names): a handful per function at most.
+        self._directives: dict[tuple[Any, ...], str] = {}
         self._disabled = parse_bool(os.environ.get("POWERTOOLS_METRICS_DISABLED", ""), "POWERTOOLS_METRICS_DISABLED")
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
         durations = batch.durations_ns if batch.durations_ns is not None else ()
         if self._disabled:
             return
-        self._sink(json.dumps(self.document(batch, summary, durations), separators=(",", ":"), allow_nan=False))
+        self._sink(self._line(batch, summary, durations))
         for backend, dropped in summary.telemetry_dropped.items():
             self._sink(json.dumps(self.dropped_document(batch, backend, dropped), separators=(",", ":")))
 
@@ -155,6 +162,39 @@ class MetricsMiddleware(Middleware):
 
     def document(self, batch: BatchContext, summary: BatchSummary, durations_ns: Iterable[int] = ()) -> dict[str, Any]:
         """The EMF document for one finished batch (public so tools and tests can build one)."""
+        dimension_sets, dimensions, metrics = self._contents(batch, summary, durations_ns)
+        return emf.document(
+            namespace=self.namespace,
+            dimension_sets=dimension_sets,
+            dimensions=dimensions,
+            metrics=metrics,
+            timestamp_ms=int(batch.started_at * 1000),
+        )
+
+    def _line(self, batch: BatchContext, summary: BatchSummary, durations_ns: Iterable[int]) -> str:
+        """``document()`` as the JSON line written, character for character, with its metric directive
+        (namespace, dimension sets, metric definitions: the same for every invocation of a function)
+        encoded once and reused: encoding it was a third of this middleware's cost per invocation."""
+        dimension_sets, dimensions, metrics = self._contents(batch, summary, durations_ns)
+        key = (self.namespace, tuple(dimension_sets), tuple(name for name, _, _ in metrics))
+        directive = self._directives.get(key)
+        if directive is None:
+            aws = emf.document(
+                namespace=self.namespace, dimension_sets=dimension_sets, dimensions={}, metrics=metrics, timestamp_ms=0
+            )["_aws"]
+            directive = _ENCODER.encode(aws["CloudWatchMetrics"])
+            if len(self._directives) < _MAX_DIRECTIVES:
+                self._directives[key] = directive
+        values: dict[str, Any] = dict(dimensions)
+        for name, _, value in metrics:
+            values[name] = value
+        timestamp = int(batch.started_at * 1000)
+        return f'{{"_aws":{{"Timestamp":{timestamp},"CloudWatchMetrics":{directive}}},{_ENCODER.encode(values)[1:]}'
+
+    def _contents(
+        self, batch: BatchContext, summary: BatchSummary, durations_ns: Iterable[int]
+    ) -> tuple[list[tuple[str, ...]], dict[str, str], list[tuple[str, str, Any]]]:
+        """Dimension sets, dimension values and ``(name, unit, value)`` of the metrics of one batch."""
         dimensions = {SERVICE_DIMENSION: self.service}
         dimensions.update(self._batch_dimensions(batch))
         dimension_sets: list[tuple[str, ...]] = list(DEFAULT_DIMENSION_SETS)
@@ -172,13 +212,7 @@ class MetricsMiddleware(Middleware):
         }
         # A distribution without samples (every record skipped, no timestamps) is left out, not zero.
         metrics = [(m.name, m.unit, values[m.name]) for m in METRICS if values[m.name] is not None]
-        return emf.document(
-            namespace=self.namespace,
-            dimension_sets=dimension_sets,
-            dimensions=dimensions,
-            metrics=metrics,
-            timestamp_ms=int(batch.started_at * 1000),
-        )
+        return dimension_sets, dimensions, metrics
 
     def _batch_dimensions(self, batch: BatchContext) -> dict[str, str]:
         extra: dict[str, str] = {}

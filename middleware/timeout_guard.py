@@ -80,10 +80,6 @@ class _BatchState:
         self.tripped_telemetry_ms = 0
 
 
-def _smoothed(average: float | None, sample: float) -> float:
-    return sample if average is None else average + _SMOOTHING * (sample - average)
-
-
 @validated
 class TimeoutGuardMiddleware(Middleware):
     """Fails the records not yet started once the Lambda's remaining time drops below the margin.
@@ -155,13 +151,16 @@ class TimeoutGuardMiddleware(Middleware):
         if state is None:
             yield
             return
-        entered = self._clock()
-        if self.estimate and state.last_exit is not None and not batch.is_async:
-            state.outside_ms = _smoothed(state.outside_ms, (entered - state.last_exit) * 1000.0)
+        clock, estimate = self._clock, self.estimate
+        entered = clock()
+        # Moving averages (weight _SMOOTHING for the newest sample), inlined: this runs for every record.
+        if estimate and state.last_exit is not None and not batch.is_async:
+            sample, outside = (entered - state.last_exit) * 1000.0, state.outside_ms
+            state.outside_ms = sample if outside is None else outside + _SMOOTHING * (sample - outside)
         remaining = int(state.remaining_ms())
         telemetry_ms = batch.telemetry_budget_ms()
         needed = state.margin_ms + telemetry_ms
-        if self.estimate:
+        if estimate:
             needed += (state.average_ms or 0.0) + (state.outside_ms or 0.0)
         if remaining < needed:
             state.tripped_index = record.index
@@ -175,9 +174,10 @@ class TimeoutGuardMiddleware(Middleware):
                 rest_of_batch=True,
             )
         yield
-        exited = self._clock()
+        exited = clock()
         if record.outcome in _RAN_HANDLER:
-            state.average_ms = _smoothed(state.average_ms, (exited - entered) * 1000.0)
+            sample, average = (exited - entered) * 1000.0, state.average_ms
+            state.average_ms = sample if average is None else average + _SMOOTHING * (sample - average)
         state.last_exit = exited
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:

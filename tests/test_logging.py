@@ -503,6 +503,43 @@ def test_failure_line_carries_what_the_handler_bound(capsys: pytest.CaptureFixtu
     assert events(capsys.readouterr().out, "record_failed")[0]["order_id"] == "order-7"
 
 
+@pytest.mark.parametrize(
+    "bound",
+    [{}, {"order_id": "order-7", "amount": 3}, {"level": "custom", "order_id": "x"}, {"timestamp": "t"}],
+    ids=["nothing", "user keys", "a level key", "a timestamp key"],
+)
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.ERROR])
+def test_private_lines_are_what_structlogs_processor_chain_renders(
+    capsys: pytest.CaptureFixture[str], bound: dict[str, Any], level: int
+) -> None:
+    # GIVEN the private logger's direct rendering, structlog's chain with the same processors, and a context
+    from observed_batch.middleware._structlog_logging import _json_processors, _JsonLines, _StdoutLogger
+
+    direct = _JsonLines(level)
+    chain = structlog.wrap_logger(
+        _StdoutLogger(),
+        processors=_json_processors(),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        context_class=dict,
+    )
+    bind_contextvars(**bound)
+    # WHEN both write the same lines
+    lines = []
+    for logger in (direct, chain):
+        logger.debug("record_processed", message_id="m-1", index=0)
+        logger.info("batch_summary", successes=1, failed_message_ids=["a"])
+        logger.error("record_failed", message_id="m-1", exception='Traceback\n  "quoted"', duration_ms=0.25)
+        lines.append([_without_timestamp(line) for line in capsys.readouterr().out.splitlines()])
+    # THEN they are the same characters, but for the time stamp, and the same lines are left out below the level
+    assert lines[0] == lines[1]
+    assert len(lines[0]) == (3 if level == logging.DEBUG else 1)
+
+
+def _without_timestamp(line: str) -> str:
+    document = json.loads(line)
+    return line.replace(json.dumps(document["timestamp"]), '"T"', 1)
+
+
 def test_binding_falls_back_to_structlogs_public_functions() -> None:
     # GIVEN a structlog whose contextvars could not be located directly
     capture = capture_user_structlog()

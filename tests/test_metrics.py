@@ -234,6 +234,38 @@ def test_kafka_counts_and_topic_dimension(sink: Sink) -> None:
     assert document["topic"] == "payments"
 
 
+class DocumentAlongside(MetricsMiddleware):
+    """Writes its line as usual and keeps ``document()`` of the same batch, encoded as json.dumps would."""
+
+    def __init__(self, expected: list[str], **options: Any) -> None:
+        super().__init__(**options)
+        self.expected = expected
+
+    def on_batch_end(self, batch: Any, summary: Any) -> None:
+        super().on_batch_end(batch, summary)
+        document = self.document(batch, summary, batch.durations_ns or ())
+        self.expected.append(json.dumps(document, separators=(",", ":"), allow_nan=False))
+
+
+def test_the_line_written_is_the_document_encoded_character_for_character() -> None:
+    # GIVEN metrics writing raw lines, with a destination dimension present in some batches only
+    lines: list[str] = []
+    expected: list[str] = []
+    middleware = DocumentAlongside(expected, sink=lines.append, dimensions="destination,team=payments")
+    kafka = BatchProcessor(EventType.Kafka, middleware=[middleware])
+    several_topics = kafka_event(2, topic="payments")
+    several_topics["records"].update(kafka_event(2, topic="refunds")["records"])
+    # WHEN SQS batches (one with a failure), one-topic and several-topic Kafka batches are processed, twice
+    for _ in range(2):
+        run_sqs(middleware, sqs_event(5), fail_indexes(2))
+        run_sqs(middleware, sqs_event(3), lambda record: "ok")
+        process_partial_response(kafka_event(3, topic="payments"), lambda record: "ok", kafka)
+        process_partial_response(several_topics, lambda record: "ok", kafka)
+    # THEN every line is exactly json.dumps of the document (the reused metric directive changes nothing)
+    assert len(lines) == 8
+    assert lines == expected
+
+
 def test_kafka_batch_of_several_topics_has_no_topic_dimension(sink: Sink) -> None:
     # GIVEN a Kafka batch spanning two topics
     event = kafka_event(2, topic="payments")

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.batch import process_partial_response as po
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -1325,10 +1325,13 @@ def test_a_stuck_flush_opens_the_breaker_and_later_invocations_neither_trace_nor
 
 
 def test_the_flush_thread_stops_when_idle_and_restarts_on_demand(
-    monkeypatch: pytest.MonkeyPatch, provider: TracerProvider, exporter: InMemorySpanExporter
+    monkeypatch: pytest.MonkeyPatch, exporter: InMemorySpanExporter
 ) -> None:
-    # GIVEN a flush thread that stops after 50 ms without work
+    # GIVEN a provider that queues spans (batch span processor) and a flush thread that stops after 50 ms
+    # without work
     monkeypatch.setattr(otel_export, "_FLUSHER_IDLE_S", 0.05)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     middleware = tracing(provider)
     process(sqs_event(1), message_id, [middleware])
     flusher = middleware._backend._flusher
@@ -1342,6 +1345,37 @@ def test_the_flush_thread_stops_when_idle_and_restarts_on_demand(
     # THEN a flush thread serves it again
     assert flusher._thread is not None
     assert len(ours(exporter)) == 2
+
+
+def test_a_provider_that_exports_as_spans_end_is_not_flushed(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    # GIVEN a provider whose only span processor exports each span as it ends (nothing is ever queued)
+    middleware = tracing(provider)
+
+    # WHEN a batch is processed
+    process(sqs_event(2), message_id, [middleware])
+
+    # THEN its spans are exported and no flush (no thread hand-off) was paid for at batch end
+    assert len(ours(exporter)) == 2
+    assert middleware._backend._flusher is None
+
+
+def test_the_deadline_budget_keeps_time_only_for_a_provider_that_queues(exporter: InMemorySpanExporter) -> None:
+    # GIVEN two providers: one exporting each span as it ends, one queueing them (batch span processor)
+    from observed_batch.typing import BatchContext
+
+    queueing = TracerProvider(shutdown_on_exit=False)
+    queueing.add_span_processor(BatchSpanProcessor(exporter))
+    budgets = []
+    for provider in (make_provider(exporter), queueing):
+        middleware = tracing(provider, flush_timeout_ms=1500)
+        batch = BatchContext(EventType.SQS, sqs_event(1)["Records"])
+        # WHEN the deadline budget asks what the end-of-batch wait would be
+        middleware.on_batch_start(batch)
+        budgets.append(middleware.flush_budget_ms(batch))
+    # THEN nothing is kept for the first (it is never flushed), the flush timeout for the second
+    assert budgets == [0, 1500]
 
 
 # -- options ------------------------------------------------------------------------------------------
