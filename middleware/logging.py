@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal
 
 from observed_batch.config import require_backend
 from observed_batch.errors import ConfigError
+from observed_batch.log_lines import BATCH_SUMMARY, RECORD_FAILED, RECORD_PROCESSED
 from observed_batch.options import Option, Options, validated
 from observed_batch.text import cut, cut_bytes
 from observed_batch.tracebacks import type_name
@@ -234,7 +235,7 @@ class LoggingMiddleware(Middleware):
                 line = context or fields(record, state.event_source, state)
                 line["duration_ms"] = round(record.duration_ms, 3)
                 self._add_body(line, record)
-                state.logger.debug("record_processed", **line)
+                state.logger.debug(RECORD_PROCESSED, **line)
 
     def _log_failure(self, logger: Any, record: RecordContext, line: dict[str, Any]) -> None:
         line["duration_ms"] = round(record.duration_ms, 3)
@@ -250,7 +251,7 @@ class LoggingMiddleware(Middleware):
                 text = redaction.exception_text(exc, tb, self.include_input_values)
                 line["exception"] = cut(text, self.max_traceback_chars, keep_tail=True)
         self._add_body(line, record)
-        logger.error("record_failed", **line)
+        logger.error(RECORD_FAILED, **line)
 
     def _add_body(self, line: dict[str, Any], record: RecordContext) -> None:
         if self.include_body:
@@ -264,7 +265,7 @@ class LoggingMiddleware(Middleware):
             return
         failed_ids = [identifier_text(i) for i in summary.failed_ids[: self.max_failed_ids]]
         state.logger.info(
-            "batch_summary",
+            BATCH_SUMMARY,
             event_source=state.event_source,
             destination=state.destination,
             batch_size=batch.size,
