@@ -9,9 +9,14 @@ invocation and what was left out is counted.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from observed_batch.sources import body_text
 from observed_batch.text import TRUNCATION_MARKER, cut_bytes
+
+if TYPE_CHECKING:
+    from observed_batch.redaction import Redaction
+    from observed_batch.typing import RecordContext
 
 __all__ = ["MIN_CAPTURE_BYTES", "TRUNCATION_MARKER", "CaptureBudget", "to_text"]
 
@@ -43,6 +48,24 @@ class CaptureBudget:
             return None
         self.budget -= cost
         return kept, size
+
+    def response(self, redaction: Redaction, result: Any) -> tuple[str, int] | None:
+        """The handler's return value as redacted text, within the limits (``None``: not captured)."""
+        return self.take(redaction.text(to_text(result)))
+
+    def body(self, redaction: Redaction, record: RecordContext) -> tuple[str, int] | None:
+        """The record's payload (``sources.body_text``) as redacted text, within the limits."""
+        body = body_text(record.batch.event_type, record.raw)
+        return None if body is None else self.take(redaction.text(body))
+
+    def exception(
+        self, redaction: Redaction, exc_info: Any, include_input_values: bool
+    ) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+        """A failure's redacted message and stack trace (its tail kept), each within the limits."""
+        exception = exc_info[1]
+        message = self.take(redaction.exception_message(exception, include_input_values))
+        text = redaction.exception_text(exception, exc_info[2], include_input_values)
+        return message, self.take(text, keep_tail=True)
 
 
 def safe_str(value: object) -> str:

@@ -34,10 +34,9 @@ from observed_batch import __version__
 from observed_batch.breaker import Breaker
 from observed_batch.metric_schema import OTEL_BACKEND
 from observed_batch.redaction import Redaction
-from observed_batch.sources import body_text
 from observed_batch.typing import BatchContext, BatchSummary, Outcome, RecordContext
 
-from ._capture import CaptureBudget, to_text
+from ._capture import CaptureBudget
 from ._otel_export import Flusher, default_provider, env_breaker
 from ._otel_links import LinkCache, batch_links, exports_inline, max_links, never_samples
 
@@ -211,15 +210,12 @@ class OtelTracing:
             # Not an error of this record: Powertools reports it failed so that it is retried later.
             span.set_attribute(ATTR_SKIP_REASON, record.skip_reason or "skipped")
         elif self.key.capture_response and record.result is not None:
-            captured = state.capture.take(state.redaction.text(to_text(record.result)))
+            captured = state.capture.response(state.redaction, record.result)
             if captured is not None:
                 span.set_attributes({ATTR_RESPONSE: captured[0], ATTR_RESPONSE_SIZE: captured[1]})
 
     def _capture_body(self, span: Span, state: _BatchState, record: RecordContext) -> None:
-        body = body_text(record.batch.event_type, record.raw)
-        if body is None:
-            return
-        captured = state.capture.take(state.redaction.text(body))
+        captured = state.capture.body(state.redaction, record)
         if captured is not None:
             span.set_attributes({ATTR_BODY: captured[0], MESSAGING_MESSAGE_BODY_SIZE: captured[1]})
 
@@ -248,10 +244,8 @@ class OtelTracing:
         self, record: RecordContext, state: _BatchState, span: Span, context: otel_context.Context
     ) -> Iterator[None]:
         if self.key.capture_body:
-            body = body_text(record.batch.event_type, record.raw)
-            if body is not None:
-                body = state.redaction.text(body)
-                self._add_record_event(span, state, record, ATTR_BODY, body, MESSAGING_MESSAGE_BODY_SIZE)
+            body = state.capture.body(state.redaction, record)
+            self._add_record_event(span, record, ATTR_BODY, body, MESSAGING_MESSAGE_BODY_SIZE)
         token = otel_context.attach(context)
         try:
             yield
@@ -263,13 +257,12 @@ class OtelTracing:
             state.error_types.add(error_type)
             self._record_exception(span, state, record.exc_info, error_type, _message_id(record))
         elif outcome is Outcome.SUCCESS and self.key.capture_response and record.result is not None:
-            response = state.redaction.text(to_text(record.result))
-            self._add_record_event(span, state, record, ATTR_RESPONSE, response, ATTR_RESPONSE_SIZE)
+            response = state.capture.response(state.redaction, record.result)
+            self._add_record_event(span, record, ATTR_RESPONSE, response, ATTR_RESPONSE_SIZE)
 
     def _add_record_event(
-        self, span: Span, state: _BatchState, record: RecordContext, key: str, text: str, size_key: str
+        self, span: Span, record: RecordContext, key: str, captured: tuple[str, int] | None, size_key: str
     ) -> None:
-        captured = state.capture.take(text)
         if captured is not None:
             span.add_event(EVENT_RECORD, {**_message_id(record), key: captured[0], size_key: captured[1]})
 
@@ -307,12 +300,9 @@ class OtelTracing:
         attributes: dict[str, Any] = {EXCEPTION_TYPE: error_type, **extra}
         exception = exc_info[1] if exc_info else None
         if exception is not None:
-            redaction = state.redaction
-            message = state.capture.take(redaction.exception_message(exception, self.key.include_input_values))
+            message, stacktrace = state.capture.exception(state.redaction, exc_info, self.key.include_input_values)
             if message is not None:
                 attributes[EXCEPTION_MESSAGE] = message[0]
-            text = redaction.exception_text(exception, exc_info[2], self.key.include_input_values)
-            stacktrace = state.capture.take(text, keep_tail=True)
             if stacktrace is not None:
                 attributes[EXCEPTION_STACKTRACE] = stacktrace[0]
         span.add_event("exception", attributes)

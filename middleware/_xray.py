@@ -33,10 +33,10 @@ from aws_xray_sdk import global_sdk_config
 from aws_xray_sdk.core.models.subsegment import Subsegment
 
 from observed_batch.redaction import Redaction
-from observed_batch.sources import EVENT_SOURCES, body_text
+from observed_batch.sources import EVENT_SOURCES
 from observed_batch.typing import BatchContext, BatchSummary, Outcome, RecordContext
 
-from ._capture import CaptureBudget, to_text
+from ._capture import CaptureBudget
 
 if TYPE_CHECKING:
     from .tracing import TracingMiddleware
@@ -205,16 +205,13 @@ class XrayTracing:
             # Not an error of this record: Powertools reports it failed so that it is retried later.
             subsegment.put_metadata("skip_reason", record.skip_reason or "skipped", NAMESPACE)
         elif self.key.capture_response and record.result is not None:
-            captured = state.capture.take(state.redaction.text(to_text(record.result)))
+            captured = state.capture.response(state.redaction, record.result)
             if captured is not None:
                 subsegment.put_metadata("response", captured[0], NAMESPACE)
                 subsegment.put_metadata("response_size", captured[1], NAMESPACE)
 
     def _capture_body(self, subsegment: Subsegment, state: _BatchState, record: RecordContext) -> None:
-        body = body_text(record.batch.event_type, record.raw)
-        if body is None:
-            return
-        captured = state.capture.take(state.redaction.text(body))
+        captured = state.capture.body(state.redaction, record)
         if captured is not None:
             subsegment.put_metadata("body", captured[0], NAMESPACE)
             subsegment.put_metadata("body_size", captured[1], NAMESPACE)
@@ -230,7 +227,7 @@ class XrayTracing:
             "type": type(exception).__qualname__,
             "remote": False,
         }
-        message = state.capture.take(redaction.exception_message(exception, self.key.include_input_values))
+        message, stacktrace = state.capture.exception(redaction, exc_info, self.key.include_input_values)
         if message is not None:
             document["message"] = message[0]
         # Frames name files, lines and functions only (no values); as many as the recorder keeps.
@@ -239,7 +236,5 @@ class XrayTracing:
             {"path": os.path.basename(frame.filename), "line": frame.lineno, "label": frame.name} for frame in frames
         ]
         subsegment.cause = {"working_directory": os.getcwd(), "exceptions": [_Cause(document)]}
-        text = redaction.exception_text(exception, exc_info[2], self.key.include_input_values)
-        stacktrace = state.capture.take(text, keep_tail=True)
         if stacktrace is not None:
             subsegment.put_metadata("exception", stacktrace[0], NAMESPACE)
