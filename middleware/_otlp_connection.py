@@ -6,13 +6,14 @@ kept-alive connection the collector closed meanwhile (stale) is tried once more 
 ``requests``' pool does. Used by the lean exporter (``_otlp_lean``) and, under OTel's ``OTLPSpanExporter``,
 by the transport of ``_otel_compat``.
 
-Why not ``http.client``: importing it loads ``ssl`` and the ``email`` package (~7 ms of a cold start), for
-a client that only ever speaks plain HTTP to a collector. This one sends what ``http.client`` sent (request
-line, ``Host``, ``Accept-Encoding: identity``, ``Content-Length``, the caller's headers, the body) and reads
-an answer framed by ``Content-Length``, chunked transfer-encoding or the end of the connection. Every read
-is bounded: the whole request by its timeout (not each ``recv``: a trickling collector cannot stretch it),
-the status line and headers to 64 KiB, the body to 64 MiB (the lean exporter's request limit). An answer
-that breaks those bounds or HTTP's grammar fails the request (``CollectorUnreachable``), not retried.
+Why not ``http.client``: importing it loads the ``email`` package and ``ssl`` (~9 ms of a cold start, even
+with ``ssl`` already loaded by Powertools' ``asyncio``), for a client that only ever speaks plain HTTP to a
+collector. This one sends what ``http.client`` sent (request line, ``Host``, ``Accept-Encoding: identity``,
+``Content-Length``, the caller's headers, the body) and reads an answer framed by ``Content-Length``,
+chunked transfer-encoding or the end of the connection. Every read is bounded: the whole request by its
+timeout (not each ``recv``: a trickling collector cannot stretch it), the status line and headers to
+64 KiB, the body to 64 MiB (the lean exporter's request limit). An answer that breaks those bounds or
+HTTP's grammar fails the request (``CollectorUnreachable``), not retried.
 """
 
 from __future__ import annotations
