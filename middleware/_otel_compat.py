@@ -9,7 +9,7 @@
   cost more than the rest).
 - anything else gets OTel's ``OTLPSpanExporter``, with everything it reads from ``OTEL_EXPORTER_OTLP_*``.
   Over plain HTTP with a setting the lean exporter leaves to OTel (certificates, credential providers, the
-  exporter's own metrics), it sends through ``FailFastTransport`` over ``http.client``
+  exporter's own metrics), it sends through ``FailFastTransport`` over ``_otlp_connection``
   (``OTLPSpanExporter(_transport=...)`` and ``opentelemetry.exporter.http.transport._base.BaseHTTPTransport``
   are private; checked on opentelemetry-exporter-otlp-proto-http 1.45.2 with
   opentelemetry-exporter-http-transport 0.66b2). HTTPS endpoints and proxies keep going through
@@ -60,7 +60,7 @@ def otlp_span_exporter() -> Any:
 
 
 def _plain_http() -> bool:
-    """True when the exporter will send over plain HTTP without a proxy (what ``http.client`` does alike)."""
+    """True when the exporter will send over plain HTTP without a proxy (what ``_otlp_connection`` does alike)."""
     endpoint = urlsplit(next((os.environ[v] for v in _ENDPOINT_VARIABLES if os.environ.get(v)), "http://").strip())
     # Credentials in the URL are requests' to send (basic auth), as are proxies.
     plain = endpoint.scheme == "http" and endpoint.username is None

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from otlp_receiver import OtlpReceiver
 
 from observed_batch.config import BUILTINS, builtin_class
 from observed_batch.errors import ConfigError
@@ -154,7 +155,9 @@ def test_the_other_backend_loads_only_its_own_package(
 
 #: What tracing loads on first use only: the OTLP exporter, protobuf (its encoder), HTTP clients, the
 #: X-Ray propagator (for the first record with an ``AWSTraceHeader``); ``importlib.metadata`` stands for
-#: entry-point scans (OTel's context, resource detectors, samplers), which the default set-up needs none of.
+#: entry-point scans (OTel's context, resource detectors, samplers), which the default set-up needs none of;
+#: ``email`` comes with ``http.client`` and ``importlib.metadata``. (Not ``ssl``: Powertools' batch module
+#: loads it through ``asyncio``; that our connection loads none of them is checked on its own, below.)
 _EXPORT_MODULES = (
     "importlib.metadata",
     "opentelemetry.exporter",
@@ -162,6 +165,7 @@ _EXPORT_MODULES = (
     "requests",
     "urllib3",
     "http.client",
+    "email",
     "opentelemetry.propagators.aws",
 )
 
@@ -225,9 +229,9 @@ def test_the_first_export_to_a_plain_http_collector_imports_neither_protobuf_nor
     # WHEN a batch is traced and its spans exported
     loaded = _export_modules_loaded_by(_traced_batch(2000), tmp_path, "http://127.0.0.1:9/v1/traces")
 
-    # THEN our lean exporter encoded and sent them over http.client: no protobuf, no OTel exporter package
-    # (nor its importlib.metadata), no requests or urllib3
-    assert loaded == ["http.client"]
+    # THEN our lean exporter encoded and sent them over a socket: no protobuf, no OTel exporter package
+    # (nor its importlib.metadata), no requests or urllib3, not even http.client (nor its email package)
+    assert loaded == []
 
 
 def test_a_setting_only_otels_exporter_honours_keeps_otels_exporter(tmp_path: Path) -> None:
@@ -242,9 +246,40 @@ def test_a_setting_only_otels_exporter_honours_keeps_otels_exporter(tmp_path: Pa
         OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE="/nonexistent/client.pem",
     )
 
-    # THEN OTel's exporter and its protobuf encoder sent them (over http.client: the endpoint is plain HTTP)
-    assert {"google.protobuf", "opentelemetry.exporter", "http.client"} <= set(loaded)
+    # THEN OTel's exporter and its protobuf encoder sent them, over our connection (plain HTTP)
+    assert {"google.protobuf", "opentelemetry.exporter"} <= set(loaded)
     assert "requests" not in loaded
+    assert "http.client" not in loaded
+
+
+def test_the_plain_http_connection_imports_no_http_client_ssl_or_email(tmp_path: Path) -> None:
+    # GIVEN our connection module alone, loaded from its file in a fresh interpreter (the package would
+    # bring Powertools, whose asyncio loads ssl), and a collector answering on 127.0.0.1
+    from observed_batch.middleware import _otlp_connection
+
+    with OtlpReceiver() as receiver:
+        code = (
+            "import importlib.util, json, sys\n"
+            f"spec = importlib.util.spec_from_file_location('connection', {_otlp_connection.__file__!r})\n"
+            "connection = importlib.util.module_from_spec(spec)\n"
+            "spec.loader.exec_module(connection)\n"
+            "answer = connection.KeptAliveConnection().request(\n"
+            f"    'POST', {receiver.endpoint!r}, headers={{'content-type': 'application/x-protobuf'}},\n"
+            "    timeout=5, data=b'')\n"
+            "assert answer.status == 200, answer.status\n"
+            "print(json.dumps(sorted(m for m in ('http.client', 'ssl', 'email') if m in sys.modules)))\n"
+        )
+
+        # WHEN it sends a request and reads the answer
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+
+    # THEN neither http.client, ssl nor the email package was imported
+    assert loaded == []
 
 
 def test_an_https_collector_is_still_reached_through_requests(tmp_path: Path) -> None:

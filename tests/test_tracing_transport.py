@@ -1,5 +1,5 @@
 """The HTTP layer under our OTLP exporters (``middleware/_otlp_connection.py``): plain HTTP through
-``http.client``, for our lean exporter (``_otlp_lean``, the default) and for OTel's exporter with its
+our socket client, for our lean exporter (``_otlp_lean``, the default) and for OTel's exporter with its
 ``OTEL_EXPORTER_OTLP_*`` settings (``_otel_compat``'s transport, when a setting only OTel's follows).
 
 Real exporter, real sockets: the OTLP receiver (tests/otlp_receiver.py) decodes what arrives. Which HTTP
