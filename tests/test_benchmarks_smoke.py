@@ -32,10 +32,13 @@ VARIANTS = (
 )
 
 
-def _run(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("OBSERVED_BATCH_")}
+def _run(
+    *arguments: str, cwd: Path, script: Path = RUN, drop: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``script`` with ``arguments`` in a subprocess, without our variables (and those starting with ``drop``)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVED_BATCH_", *drop))}
     return subprocess.run(
-        [sys.executable, str(RUN), *arguments],
+        [sys.executable, str(script), *arguments],
         cwd=cwd,
         env=environment,
         capture_output=True,
@@ -142,16 +145,7 @@ def test_unknown_variant_is_rejected(tmp_path: Path) -> None:
 
 def test_invocation_benchmark_reports_every_row_and_goal(tmp_path: Path) -> None:
     # WHEN the 10-record invocation benchmark runs with tiny N
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVED_BATCH_", "SENTRY_"))}
-    done = subprocess.run(
-        [sys.executable, str(INVOCATION), "--samples", "2", "--inner", "1"],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    done = _run("--samples", "2", "--inner", "1", cwd=tmp_path, script=INVOCATION, drop=("SENTRY_",))
 
     # THEN it exits 0 with the three rows and a verdict per goal (PASS or MISS: timings are not asserted)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -163,16 +157,9 @@ def test_invocation_benchmark_reports_every_row_and_goal(tmp_path: Path) -> None
 
 def test_cold_start_benchmark_reports_wall_and_cpu_per_variant(tmp_path: Path) -> None:
     # WHEN the cold-start benchmark runs one pair of two variants (tracing exports to its OTLP receiver)
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVED_BATCH_", "SENTRY_", "OTEL_"))}
-    done = subprocess.run(
-        [sys.executable, str(RUN.with_name("bench_cold_start.py")), "--pairs", "1", "--only", "chain_empty,tracing"],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    cold_start = RUN.with_name("bench_cold_start.py")
+    arguments = ("--pairs", "1", "--only", "chain_empty,tracing")
+    done = _run(*arguments, cwd=tmp_path, script=cold_start, drop=("SENTRY_", "OTEL_"))
 
     # THEN it exits 0 with one row per variant, wall and CPU differences included (timings are not asserted)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

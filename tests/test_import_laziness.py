@@ -28,8 +28,13 @@ print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}} & set({BA
 def _backends_loaded_by(code: str, cwd: Path) -> list[str]:
     """The backend packages in ``sys.modules`` after running ``code`` in a fresh interpreter."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OBSERVED_BATCH_")}
+    return _loaded_in_fresh_interpreter(code + _REPORT, cwd, environment)
+
+
+def _loaded_in_fresh_interpreter(code: str, cwd: Path, environment: dict[str, str]) -> list[str]:
+    """Runs ``code`` (which prints a JSON list last) in a fresh interpreter and returns that list."""
     done = subprocess.run(
-        [sys.executable, "-c", code + _REPORT],
+        [sys.executable, "-c", code],
         cwd=cwd,
         env=environment,
         capture_output=True,
@@ -184,18 +189,7 @@ def _export_modules_loaded_by(code: str, cwd: Path, endpoint: str, **variables: 
     environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = endpoint
     environment["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"] = "1"
     environment.update(variables)
-    done = subprocess.run(
-        [sys.executable, "-c", code + _EXPORT_REPORT],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
-    return loaded
+    return _loaded_in_fresh_interpreter(code + _EXPORT_REPORT, cwd, environment)
 
 
 def _traced_batch(flush_timeout_ms: int) -> str:
