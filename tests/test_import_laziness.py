@@ -166,6 +166,21 @@ def test_logging_writes_its_lines_without_importing_structlog(
     assert found == [loaded, user_lines, our_lines]
 
 
+@pytest.mark.parametrize("option", ["stdlib_interop=True", "configure_structlog=True"])
+def test_logging_options_that_work_through_structlog_import_it(option: str, tmp_path: Path) -> None:
+    # GIVEN the logging middleware with an option that needs structlog, the application not importing it
+    # WHEN a processor is built with it
+    loaded = _backends_loaded_by(
+        "from observed_batch import BatchProcessor, EventType\n"
+        "from observed_batch.middleware import LoggingMiddleware\n"
+        f"BatchProcessor(EventType.SQS, middleware=[LoggingMiddleware({option})])\n",
+        tmp_path,
+    )
+
+    # THEN structlog is imported by the middleware
+    assert loaded == ["structlog"]
+
+
 @pytest.mark.parametrize(("failing", "loaded"), [(False, []), (True, ["sentry_sdk"])])
 def test_sentry_is_imported_only_when_a_record_fails(tmp_path: Path, failing: bool, loaded: list[str]) -> None:
     # GIVEN the sentry built-in with a SENTRY_DSN (nothing listens there), nobody else using Sentry
