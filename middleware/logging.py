@@ -9,7 +9,9 @@ debug line per success, nothing for skipped records. Per invocation: one ``batch
 Two backends, with the same field names:
 
 - ``structlog`` (default): structlog JSON lines; the context in ``structlog.contextvars``
-  (``_structlog_logging``);
+  (``_structlog_logging``). While the application has not imported structlog (and no option needs
+  it), the same lines without importing it, the context in our own ContextVar (``_json_lines``),
+  until a batch starts with structlog imported;
 - ``powertools``: the user's Powertools ``Logger``; the context in its thread-safe keys
   (``_powertools_logging``). structlog is then not needed, nor imported.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Literal
 
@@ -200,9 +203,15 @@ class LoggingMiddleware(Middleware):
         else:
             if powertools_logger is not None:
                 raise ConfigError("logging option powertools_logger needs backend='powertools'")
-            from ._structlog_logging import StructlogBackend
+            if logger is None and not stdlib_interop and not configure_structlog and "structlog" not in sys.modules:
+                # Nothing needs structlog yet: no import (cold start) until the application imports it.
+                from ._json_lines import PlainBackend
 
-            self._backend = StructlogBackend(self, logger, stdlib_interop, configure_structlog)
+                self._backend = PlainBackend(self)
+            else:
+                from ._structlog_logging import StructlogBackend
+
+                self._backend = StructlogBackend(self, logger, stdlib_interop, configure_structlog)
         # The per-record hook is the backend's own: no extra call per record.
         self.wrap_record = self._backend.wrap_record  # type: ignore[method-assign]
 

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from otlp_receiver import OtlpReceiver
@@ -80,8 +81,8 @@ def test_backend_free_middlewares_load_no_backend(tmp_path: Path) -> None:
     assert loaded == []
 
 
-@pytest.mark.parametrize(("name", "backend"), [("tracing", "opentelemetry"), ("logging", "structlog")])
-def test_a_middleware_loads_only_its_own_backend(name: str, backend: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "backends"), [("tracing", ["opentelemetry"]), ("logging", [])])
+def test_a_middleware_loads_only_its_own_backend(name: str, backends: list[str], tmp_path: Path) -> None:
     # GIVEN a built-in with a backend
     assert BUILTINS[name].backend is not None
     _require(name)
@@ -92,8 +93,92 @@ def test_a_middleware_loads_only_its_own_backend(name: str, backend: str, tmp_pa
         tmp_path,
     )
 
-    # THEN exactly its backend is imported, not the others'
-    assert loaded == [backend]
+    # THEN exactly its backend is imported, not the others' (logging: none while the application has not
+    # imported structlog, see test_logging_writes_its_lines_without_importing_structlog)
+    assert loaded == backends
+
+
+_LOGGING_BATCHES = """
+import contextlib, io, json, sys
+from observed_batch import BatchProcessor, EventType, process_partial_response
+from observed_batch.testing import sqs_event
+user_lines = []
+def handler(record):
+    if {import_in_handler!r}:
+        import structlog
+    if "structlog" in sys.modules:
+        import structlog
+        capture = lambda _logger, _method, line: user_lines.append(line) or ""
+        structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+        structlog.get_logger().info("handled")
+    if record["body"] == "fail":
+        raise ValueError("declined")
+processor = BatchProcessor(EventType.SQS, middleware=["logging"], raise_on_entire_batch_failure=False)
+event = sqs_event(2)
+event["Records"][1]["body"] = "fail"
+loaded = []
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    for _ in range(2):
+        process_partial_response(event, handler, processor)
+        loaded.append("structlog" in sys.modules)
+ours = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+print(json.dumps([
+    loaded,
+    [line.get("index") for line in user_lines if line["event"] == "handled"],
+    [[line["event"], line.get("index")] for line in ours],
+]))
+"""
+
+
+#: One batch's lines of ours (a failure, the summary), as [event, index].
+_OUR_LINES = [["record_failed", 1], ["batch_summary", None]]
+
+
+@pytest.mark.parametrize(
+    ("prelude", "import_in_handler", "loaded", "user_lines", "our_lines"),
+    [
+        ("", False, [False, False], [], _OUR_LINES * 2),
+        ("import structlog\n", False, [True, True], [0, 1, 0, 1], _OUR_LINES),
+        ("", True, [True, True], [None, None, 0, 1], _OUR_LINES),
+    ],
+    ids=["never imported", "imported first", "imported by the first batch's handler"],
+)
+def test_logging_writes_its_lines_without_importing_structlog(
+    tmp_path: Path,
+    prelude: str,
+    import_in_handler: bool,
+    loaded: list[bool],
+    user_lines: list[int | None],
+    our_lines: list[list[Any]],
+) -> None:
+    # GIVEN the default logging middleware, and an application that imports structlog never, first, or only
+    # in its handler during the first batch (it then configures structlog to capture its lines, context merged)
+    code = prelude + _LOGGING_BATCHES.format(import_in_handler=import_in_handler)
+
+    # WHEN two batches with a failing record are processed in a fresh interpreter
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OBSERVED_BATCH_")}
+    found = _loaded_in_fresh_interpreter(code, tmp_path, environment)
+
+    # THEN structlog is loaded only by the application; the record context reaches the application's
+    # structlog lines from the first batch that starts with structlog imported; until then our own lines
+    # go to stdout (after it, through the structlog configuration the handler made)
+    assert found == [loaded, user_lines, our_lines]
+
+
+@pytest.mark.parametrize("option", ["stdlib_interop=True", "configure_structlog=True"])
+def test_logging_options_that_work_through_structlog_import_it(option: str, tmp_path: Path) -> None:
+    # GIVEN the logging middleware with an option that needs structlog, the application not importing it
+    # WHEN a processor is built with it
+    loaded = _backends_loaded_by(
+        "from observed_batch import BatchProcessor, EventType\n"
+        "from observed_batch.middleware import LoggingMiddleware\n"
+        f"BatchProcessor(EventType.SQS, middleware=[LoggingMiddleware({option})])\n",
+        tmp_path,
+    )
+
+    # THEN structlog is imported by the middleware
+    assert loaded == ["structlog"]
 
 
 @pytest.mark.parametrize(("failing", "loaded"), [(False, []), (True, ["sentry_sdk"])])

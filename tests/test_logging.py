@@ -513,11 +513,12 @@ def test_private_lines_are_what_structlogs_processor_chain_renders(
     capsys: pytest.CaptureFixture[str], bound: dict[str, Any], level: int
 ) -> None:
     # GIVEN the private logger's direct rendering, structlog's chain with the same processors, and a context
-    from observed_batch.middleware._structlog_logging import _json_processors, _JsonLines, _StdoutLogger
+    from observed_batch.middleware._json_lines import JsonLines, StdoutLogger
+    from observed_batch.middleware._structlog_logging import _json_processors
 
-    direct = _JsonLines(level)
+    direct = JsonLines(level, merge_contextvars)
     chain = structlog.wrap_logger(
-        _StdoutLogger(),
+        StdoutLogger(),
         processors=_json_processors(),
         wrapper_class=structlog.make_filtering_bound_logger(level),
         context_class=dict,

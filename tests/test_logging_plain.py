@@ -1,0 +1,316 @@
+"""The default ``logging`` backend while the application has not imported structlog (``_json_lines``).
+
+This test process has imported structlog long ago; ``without_structlog`` takes it out of ``sys.modules``
+while a middleware is built and runs, as in a function that never imports it. That structlog is then
+really not imported is proven in a fresh interpreter (``test_import_laziness``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import json
+import math
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextvars import copy_context
+from typing import Any
+
+import pytest
+import structlog
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from structlog.contextvars import bind_contextvars, clear_contextvars
+
+from observed_batch import (
+    AsyncBatchProcessor,
+    BatchContext,
+    BatchProcessor,
+    EventType,
+    RecordContext,
+    async_process_partial_response,
+    process_partial_response,
+)
+from observed_batch.middleware import LoggingMiddleware
+from observed_batch.middleware._json_lines import RECORD_CONTEXT, PlainBackend, merge_record_context, render, timestamp
+from observed_batch.middleware._structlog_logging import _json_processors, _timestamper
+from observed_batch.testing import dynamodb_event, kafka_event, kinesis_event, sqs_event, sqs_fifo_event
+
+METHODS = ("debug", "info", "warning", "warn", "error", "critical", "exception")
+
+
+@pytest.fixture
+def without_structlog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the application had never imported structlog (restored afterwards)."""
+    monkeypatch.delitem(sys.modules, "structlog")
+
+
+@pytest.fixture(autouse=True)
+def _pristine_structlog() -> Iterator[None]:
+    structlog.reset_defaults()
+    clear_contextvars()
+    yield
+    structlog.reset_defaults()
+    clear_contextvars()
+
+
+def _raised(exc: BaseException) -> BaseException:
+    try:
+        raise exc
+    except BaseException as caught:
+        return caught
+
+
+class _Structlogged:
+    """A value with structlog's ``__structlog__`` serialisation hook."""
+
+    def __structlog__(self) -> str:
+        return "custom"
+
+
+# -- the renderer: structlog's chain, character for character -------------------------------------
+
+_TEXT = st.text(st.characters(exclude_categories=()), max_size=12)  # surrogates and control characters too
+_NON_JSON = st.sampled_from([object, bytes, set, frozenset, complex, _Structlogged]).map(lambda kind: kind())
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | _TEXT | _NON_JSON
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+# Keys the chain treats specially, and any other text.
+_KEYS = st.sampled_from(["timestamp", "level", "event", "exception", "message_id", "index"]) | _TEXT
+_EXC_INFO = st.sampled_from(
+    [
+        None,
+        False,
+        True,  # no exception being handled here: no ``exception`` field
+        _raised(ValueError("déclined \ud800")),
+        (KeyError, KeyError("k"), None),
+        ("not", "an", "exc_info"),
+    ]
+)
+
+
+@st.composite
+def _lines(draw: st.DrawFn) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """A method, an event, the line's fields, and a record context: some of the line's keys and at most one
+    other (structlog appends several in its Context's hash order, which no renderer can reproduce)."""
+    fields = draw(st.dictionaries(_KEYS, _VALUES, max_size=6))
+    if draw(st.booleans()):
+        fields["exc_info"] = draw(_EXC_INFO)
+    shared = draw(st.lists(st.sampled_from(sorted(fields)), unique=True)) if fields else []
+    context = {key: draw(_VALUES) for key in shared}
+    extra = draw(st.none() | st.tuples(_KEYS.filter(lambda key: key not in fields), _VALUES))
+    if extra is not None:
+        context[extra[0]] = extra[1]
+    return draw(st.sampled_from(METHODS)), draw(_TEXT), fields, context
+
+
+_FROZEN = '{"timestamp":"T",'
+
+
+def _chain_line(method: str, event: str, fields: dict[str, Any], context: dict[str, Any]) -> str:
+    """structlog's chain (the one ``configure_structlog`` installs), its time stamp replaced by ``T``."""
+    bind_contextvars(**context)
+    try:
+        line: Any = {**fields, "event": event}
+        for processor in _json_processors():
+            line = processor(None, method, line)
+    finally:
+        clear_contextvars()
+    return re.sub(r'^\{"timestamp":"[^"]*",', _FROZEN, str(line))
+
+
+def _our_line(method: str, event: str, fields: dict[str, Any], context: dict[str, Any]) -> str:
+    token = RECORD_CONTEXT.set(context)
+    try:
+        return render(method, merge_record_context(None, method, {**fields, "event": event}), now=lambda: "T")
+    finally:
+        RECORD_CONTEXT.reset(token)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(line=_lines())
+def test_our_renderer_writes_what_structlogs_chain_renders(
+    line: tuple[str, str, dict[str, Any], dict[str, Any]],
+) -> None:
+    # GIVEN any method, event, fields (unicode, surrogates, nan/inf, nested, non-JSON values, the keys the
+    # chain sets itself, exc_info) and a bound record context
+    method, event, fields, context = line
+    # WHEN structlog's processor chain and our renderer write the line
+    try:
+        expected = _chain_line(method, event, fields, context)
+    except (TypeError, ValueError) as error:  # e.g. a nested dict with a key JSON cannot have
+        # THEN where the chain fails, ours fails the same way
+        with pytest.raises(type(error)):
+            _our_line(method, event, fields, context)
+        return
+    # THEN the characters are the same (the time stamp aside, compared below)
+    assert _our_line(method, event, fields, context) == expected
+
+
+def test_our_time_stamps_are_structlogs() -> None:
+    # GIVEN structlog's time stamper and ours
+    theirs = _timestamper()(None, "info", {})["timestamp"]
+    # WHEN ours stamps a line
+    ours = timestamp()
+    # THEN both are ISO 8601 UTC with a Z and the same precision
+    pattern = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z"
+    assert re.fullmatch(pattern, theirs)
+    assert re.fullmatch(pattern, ours)
+    assert datetime.datetime.fromisoformat(ours.replace("Z", "+00:00")).tzinfo == datetime.timezone.utc
+
+
+def test_nan_and_infinity_are_written_as_structlog_writes_them() -> None:
+    # GIVEN non-finite floats in a line
+    fields = {"a": math.nan, "b": math.inf, "c": -math.inf}
+    # WHEN ours renders it
+    line = _our_line("info", "e", fields, {})
+    # THEN it is structlog's (JSON's NaN/Infinity extension, as json.dumps writes it)
+    assert (
+        line
+        == _chain_line("info", "e", fields, {})
+        == '{"timestamp":"T","level":"info","event":"e","a":NaN,"b":Infinity,"c":-Infinity}'
+    )
+
+
+# -- whole batches: the same lines as the structlog backend ---------------------------------------
+
+
+def _failing_every_second() -> Callable[[Any], str]:
+    """A handler failing every second record it gets (records are handled in order)."""
+    calls = itertools.count()
+
+    def handler(record: Any) -> str:
+        if next(calls) % 2:
+            raise ValueError("declined ✓")
+        return "ok"
+
+    return handler
+
+
+_BATCHES = {
+    "sqs": (EventType.SQS, lambda: sqs_event(4, body={"card": "4111"})),
+    "sqs fifo": (EventType.SQS, lambda: sqs_fifo_event(3)),
+    "kinesis": (EventType.KinesisDataStreams, lambda: kinesis_event(3)),
+    "dynamodb": (EventType.DynamoDBStreams, lambda: dynamodb_event(3)),
+    "kafka": (EventType.Kafka, lambda: kafka_event(3)),
+}
+
+
+def _batch_lines(capsys: pytest.CaptureFixture[str], source: str, options: dict[str, Any]) -> list[str]:
+    event_type, event = _BATCHES[source]
+    processor = BatchProcessor(
+        event_type, raise_on_entire_batch_failure=False, middleware=[LoggingMiddleware(**options)]
+    )
+    process_partial_response(event(), _failing_every_second(), processor)
+    out = capsys.readouterr().out
+    # The time stamp and the durations are the only values of the machine's clock.
+    out = re.sub(r'^\{"timestamp":"[^"]*",', _FROZEN, out, flags=re.MULTILINE)
+    return re.sub(r'"duration_ms":[0-9.e-]+', '"duration_ms":0', out).splitlines()
+
+
+@pytest.mark.parametrize("source", sorted(_BATCHES))
+@pytest.mark.parametrize(
+    "options", [{}, {"level": "debug", "log_success": True, "include_body": True}], ids=["default", "everything"]
+)
+def test_a_batch_writes_the_same_lines_as_with_structlog(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, source: str, options: dict[str, Any]
+) -> None:
+    # GIVEN the lines of a batch with failures, written by the structlog backend (structlog imported)
+    with_structlog = _batch_lines(capsys, source, options)
+    # WHEN the same batch runs where structlog was never imported
+    monkeypatch.delitem(sys.modules, "structlog")
+    middleware = LoggingMiddleware(**options)
+    assert isinstance(middleware._backend, PlainBackend)
+    without = _batch_lines(capsys, source, options)
+    # THEN the lines are the same characters (clock values aside)
+    assert with_structlog
+    assert without == with_structlog
+
+
+# -- the record context ---------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("without_structlog")
+def test_async_records_keep_their_own_context(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN async handlers that sleep longer the earlier they start, each waits for the next record to
+    # finish first (so the interleaving does not depend on the machine's speed), and the odd ones fail
+    count = 5
+    finished = [asyncio.Event() for _ in range(count)]
+    seen: list[tuple[str, Any, Any]] = []
+
+    async def handler(record: Any) -> str:
+        index = int(record.attributes.sent_timestamp) % 1000
+        seen.append(("started", record.message_id, (RECORD_CONTEXT.get() or {}).get("message_id")))
+        await asyncio.sleep((count - index) * 0.002)
+        if index + 1 < count:
+            await asyncio.wait_for(finished[index + 1].wait(), timeout=5)
+        seen.append(("finished", record.message_id, (RECORD_CONTEXT.get() or {}).get("message_id")))
+        finished[index].set()
+        if index % 2:
+            raise ValueError("declined")
+        return "ok"
+
+    processor = AsyncBatchProcessor(EventType.SQS, middleware=[LoggingMiddleware()])
+    # WHEN the batch is processed concurrently
+    response = async_process_partial_response(sqs_event(count), handler, processor)
+    # THEN every record saw its own context throughout, the failure lines name their records, and nothing
+    # is left set afterwards
+    assert len(response["batchItemFailures"]) == 2
+    assert [step for step, _, _ in seen].count("finished") == count
+    assert all(own == bound for _, own, bound in seen)
+    failed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"record_failed"' in line]
+    assert sorted(line["index"] for line in failed) == [1, 3]
+    assert {line["message_id"] for line in failed} == {i["itemIdentifier"] for i in response["batchItemFailures"]}
+    assert RECORD_CONTEXT.get() is None
+
+
+@pytest.mark.usefixtures("without_structlog")
+def test_a_hook_closed_in_another_context_does_not_raise() -> None:
+    # GIVEN a record hook entered in one context (as an async task does) and never resumed
+    middleware = LoggingMiddleware()
+    batch = BatchContext(EventType.SQS, sqs_event(1)["Records"])
+    middleware.on_batch_start(batch)
+    hook = middleware.wrap_record(RecordContext(batch, batch.records[0], 0))
+    copy_context().run(next, hook)
+    # WHEN it is closed from this context (as the garbage collector may)
+    hook.close()
+    # THEN nothing is raised and nothing is set here
+    assert RECORD_CONTEXT.get() is None
+
+
+def test_once_the_application_imports_structlog_its_lines_get_the_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a middleware built, and a first batch run, while structlog was not imported
+    monkeypatch.delitem(sys.modules, "structlog")
+    middleware = LoggingMiddleware()
+    processor = BatchProcessor(EventType.SQS, middleware=[middleware])
+    handled: list[dict[str, Any]] = []
+
+    def handler(record: Any) -> None:
+        if "structlog" in sys.modules:
+            handled.append(structlog.contextvars.get_contextvars())
+
+    process_partial_response(sqs_event(2), handler, processor)
+    # WHEN the application imports structlog and the next batch runs
+    monkeypatch.undo()
+    process_partial_response(sqs_event(2), handler, processor)
+    # THEN from that batch on the record context is bound in structlog's contextvars, and unbound after it
+    assert [context["index"] for context in handled] == [0, 1]
+    assert structlog.contextvars.get_contextvars() == {}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"stdlib_interop": True}, {"configure_structlog": True}, {"logger": "a structlog-style logger"}],
+    ids=["stdlib_interop", "configure_structlog", "logger"],
+)
+def test_options_that_need_structlog_choose_the_structlog_backend(options: dict[str, Any]) -> None:
+    # GIVEN an option that works through structlog (the import itself: test_import_laziness)
+    # WHEN the middleware is built
+    middleware = LoggingMiddleware(**{**options, "logger": structlog.get_logger()} if "logger" in options else options)
+    # THEN it is the structlog backend
+    assert not isinstance(middleware._backend, PlainBackend)
