@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from observed_batch.otel_ids import current_trace_ids
-from observed_batch.sources import EVENT_SOURCES
+from observed_batch.sources import EVENT_SOURCES, sqs_facts
 from observed_batch.sources import body_text as sources_body_text
 from observed_batch.typing import RecordContext
 
@@ -21,7 +21,6 @@ __all__ = [
     "body_text",
     "fields",
     "identifier_text",
-    "receive_count_of",
 ]
 
 #: Per-record context keys, bound while the record runs (the last four only when known).
@@ -79,31 +78,18 @@ def identifier_text(identifier: Any) -> str:
     return str(identifier)
 
 
-def receive_count_of(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
 def fields(record: RecordContext, event_source: str | None, state: BatchState | None = None) -> dict[str, Any]:
     """The record's context fields. With the batch's ``state``: an SQS record's read straight from its
     dict (same values as the generic accessors) and the trace ids through ``state.trace_ids``."""
     raw = record.raw
     if state is not None and state.is_sqs and type(raw) is dict:
-        message_id = raw.get("messageId")
+        message_id, receive_count, fifo_group = sqs_facts(raw)
         found: dict[str, Any] = {
-            "message_id": message_id if type(message_id) is str else None,
+            "message_id": message_id,
             "event_source": event_source,
             "destination": state.destination,
             "index": record.index,
         }
-        attributes = raw.get("attributes")
-        receive_count = fifo_group = None
-        if type(attributes) is dict:
-            receive_count = receive_count_of(attributes.get("ApproximateReceiveCount"))
-            group = attributes.get("MessageGroupId")
-            fifo_group = group if type(group) is str else None
     else:
         found = {
             "message_id": record.message_id,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from structlog.contextvars import bind_contextvars, merge_contextvars, reset_contextvars
 
+from observed_batch.sources import sqs_facts
 from observed_batch.typing import Outcome, RecordContext
 
 from ._json_lines import JsonLines, StdoutLogger
@@ -168,24 +169,13 @@ class StructlogBackend:
         count_token = group_token = trace_token = span_token = None
         if state.is_sqs:
             # Same values as RecordContext.message_id / receive_count / fifo_group.
-            raw = record.raw
-            message_id = raw.get("messageId")
-            if type(message_id) is not str:
-                message_id = None
+            message_id, receive_count, group = sqs_facts(record.raw)
             message_token = message_var.set(message_id)
             destination_token = destination_var.set(state.destination)
-            attributes = raw.get("attributes")
-            if type(attributes) is dict:
-                count = attributes.get("ApproximateReceiveCount")
-                if count is not None:
-                    try:
-                        receive_count = int(count)
-                        count_token = count_var.set(receive_count)
-                    except (TypeError, ValueError):
-                        count_token = None  # not a count: left unbound, as receive_count_of does
-                group = attributes.get("MessageGroupId")
-                if type(group) is str:
-                    group_token = group_var.set(group)
+            if receive_count is not None:
+                count_token = count_var.set(receive_count)
+            if group is not None:
+                group_token = group_var.set(group)
         else:
             message_token = message_var.set(record.message_id)
             destination_token = destination_var.set(record.destination)

@@ -28,6 +28,7 @@ __all__ = [
     "receive_count",
     "record_identifier",
     "sent_timestamp_ms",
+    "sqs_facts",
     "sqs_message_attributes",
 ]
 
@@ -147,6 +148,24 @@ def receive_count(raw: Any) -> int | None:
 def fifo_group(raw: Any) -> str | None:
     value = _get(_get(raw, "attributes"), "MessageGroupId")
     return value if isinstance(value, str) else None
+
+
+def sqs_facts(raw: dict[str, Any]) -> tuple[str | None, int | None, str | None]:
+    """An SQS record dict's message id, receive count and FIFO group in one pass: the values of
+    ``record_identifier``, ``receive_count`` and ``fifo_group``, for per-record hot paths."""
+    message_id = raw.get("messageId")
+    attributes = raw.get("attributes")
+    count = group = None
+    if type(attributes) is dict:
+        value = attributes.get("ApproximateReceiveCount")
+        if value is not None:
+            try:
+                count = int(value)
+            except (TypeError, ValueError):
+                count = None
+        found = attributes.get("MessageGroupId")
+        group = found if type(found) is str else None
+    return (message_id if type(message_id) is str else None), count, group
 
 
 def producer_trace_headers(raw: Any) -> dict[str, str]:

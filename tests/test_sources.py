@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch import EventType
+from hypothesis import given
+from hypothesis import strategies as st
 
 import observed_batch as ob
 from observed_batch import sources
@@ -174,3 +176,39 @@ def test_body_text_of_a_dynamodb_change_is_the_new_image_or_the_keys_of_a_remova
     removal = {"Keys": {"pk": {"S": "o1"}}, "OldImage": {"pk": {"S": "o1"}}}
     assert sources.body_text(EventType.DynamoDBStreams, {"dynamodb": removal}) == '{"pk":{"S":"o1"}}'
     assert sources.body_text(EventType.DynamoDBStreams, {"dynamodb": {}}) is None
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "messageId": st.one_of(st.none(), st.text(max_size=5), st.integers()),
+            "attributes": st.one_of(
+                st.none(),
+                st.text(max_size=3),
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "ApproximateReceiveCount": st.one_of(
+                            st.none(),
+                            st.integers(-3, 9).map(str),
+                            st.text(max_size=3),
+                            st.integers(),
+                            st.floats(allow_infinity=False),
+                        ),
+                        "MessageGroupId": st.one_of(st.none(), st.text(max_size=3), st.integers()),
+                    },
+                ),
+            ),
+        },
+    )
+)
+def test_the_sqs_hot_path_reads_the_same_facts_as_the_accessors(raw: dict[str, Any]) -> None:
+    # GIVEN any SQS record dict, odd attribute values included
+    # WHEN its facts are read in one pass (the logging middleware's per-record path)
+    message_id, receive_count, fifo_group = sources.sqs_facts(raw)
+    # THEN they are the generic accessors' values
+    identifier = sources.record_identifier(EventType.SQS, raw)
+    assert message_id == (identifier if isinstance(identifier, str) else None)
+    assert receive_count == sources.receive_count(raw)
+    assert fifo_group == sources.fifo_group(raw)
