@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["exporter_user_agent", "otlp_span_exporter"]
+__all__ = ["PROXY_VARIABLES", "exporter_user_agent", "otlp_span_exporter"]
 
 #: Proxy variables ``requests`` honours for plain-HTTP endpoints: when one is set, ``requests`` sends.
-_PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
 #: Where the exporter reads its endpoint, in its order; its default is plain HTTP.
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
@@ -64,7 +64,7 @@ def _plain_http() -> bool:
     endpoint = urlsplit(next((os.environ[v] for v in _ENDPOINT_VARIABLES if os.environ.get(v)), "http://").strip())
     # Credentials in the URL are requests' to send (basic auth), as are proxies.
     plain = endpoint.scheme == "http" and endpoint.username is None
-    return plain and not any(os.environ.get(v) for v in _PROXY_VARIABLES)
+    return plain and not any(os.environ.get(v) for v in PROXY_VARIABLES)
 
 
 def exporter_user_agent() -> str | None:

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ._otel_compat import PROXY_VARIABLES
 from ._otlp_connection import KeptAliveConnection, Response
 from ._otlp_encode import encode_spans
 
@@ -47,10 +48,7 @@ _COMPRESSIONS = frozenset({"none", "gzip", "deflate"})
 #: Set, any of these makes OTel's exporter send differently (``requests``' proxies, TLS files, a session
 #: from a credential provider, metrics about itself): it then sends, not us.
 _OTEL_ONLY_VARIABLES = (
-    "http_proxy",
-    "HTTP_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
+    *PROXY_VARIABLES,
     "OTEL_EXPORTER_OTLP_CERTIFICATE",
     "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
     "OTEL_EXPORTER_OTLP_CLIENT_KEY",
