@@ -210,6 +210,10 @@ class MetricsMiddleware(Middleware):
             "RecordProcessingTime": emf.distribution(durations_ns, divisor=1e6),
             "RecordAge": emf.distribution(_ages_ms(batch)),
         }
+        if not (batch.has_policy or summary.dead_lettered or summary.dropped):
+            # Only a policy middleware resolves records: without one both counts are always 0, and leaving
+            # them out keeps a 10,000-record document under 1 KB.
+            values["BatchRecordsDeadLettered"] = values["BatchRecordsDropped"] = None
         # A distribution without samples (every record skipped, no timestamps) is left out, not zero.
         metrics = [(m.name, m.unit, values[m.name]) for m in METRICS if values[m.name] is not None]
         return dimension_sets, dimensions, metrics

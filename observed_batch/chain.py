@@ -29,7 +29,7 @@ def _overrides(middleware: object, hook: str) -> bool:
 
 
 class Chain:
-    __slots__ = ("_budget", "_durations", "_end", "_record", "_start", "middlewares")
+    __slots__ = ("_budget", "_durations", "_end", "_record", "_start", "has_policy", "middlewares")
 
     def __init__(self, middlewares: Sequence[Middleware]) -> None:
         self.middlewares = tuple(middlewares)
@@ -44,6 +44,8 @@ class Chain:
         # Batch ends unwind like nested context managers: outermost middleware last.
         self._end = tuple(m for m in reversed(self.middlewares) if _overrides(m, "on_batch_end"))
         self._budget = tuple(m for m in self.middlewares if _overrides(m, "flush_budget_ms"))
+        #: A declared policy middleware (``policy = True``) is in the chain: records may be resolved.
+        self.has_policy = any(getattr(type(m), "policy", False) is True for m in self.middlewares)
 
     def __bool__(self) -> bool:
         return bool(self.middlewares)

@@ -201,6 +201,13 @@ class BatchContext:
         # Asked before every record by timeout_guard: no call at all when no middleware has a flush budget.
         return 0 if chain is None or not chain._budget else int(chain.telemetry_budget_ms(self))
 
+    @property
+    def has_policy(self) -> bool:
+        """A policy middleware (``policy = True``, e.g. ``retry_policy``) is in this batch's chain: failed
+        records may be resolved (dead-lettered or dropped)."""
+        chain = self._chain
+        return chain is not None and bool(chain.has_policy)
+
     def time_left_ms(self) -> int | None:
         """Milliseconds telemetry may still use: the remaining Lambda time minus ``DEADLINE_RESERVE_MS``
         (never negative), or ``None`` without a Lambda context (then only the configured timeouts bound waits)."""

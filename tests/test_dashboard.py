@@ -38,7 +38,7 @@ from observed_batch.metric_schema import (
     TELEMETRY_DIMENSION_SETS,
     TELEMETRY_METRICS,
 )
-from observed_batch.middleware import MetricsMiddleware
+from observed_batch.middleware import MetricsMiddleware, RetryPolicyMiddleware
 from observed_batch.testing import FakeLambdaContext, sqs_fifo_event
 
 WIDGET_TYPES = {"metric", "text", "log", "alarm", "explorer"}
@@ -143,9 +143,13 @@ class _DroppingTelemetry(Middleware):
 
 
 def emitted_metrics() -> set[tuple[str, frozenset[str]]]:
-    """What the middleware actually writes for a batch with every kind of outcome and dropped telemetry."""
+    """What the middleware actually writes for a batch with every kind of outcome and dropped telemetry, with a
+    policy middleware in the chain (without one, the dead-lettered / dropped counts are left out)."""
     lines: list[str] = []
-    processor = BatchProcessor(EventType.SQS, middleware=[MetricsMiddleware(sink=lines.append), _DroppingTelemetry()])
+    policy = RetryPolicyMiddleware(non_retryable=[LookupError], on_non_retryable="drop")
+    processor = BatchProcessor(
+        EventType.SQS, middleware=[MetricsMiddleware(sink=lines.append), _DroppingTelemetry(), policy]
+    )
 
     def handler(record: Any) -> str:
         if record.message_id == processor.records[1]["messageId"]:

@@ -30,7 +30,7 @@ from observed_batch import (
 )
 from observed_batch.emf import MAX_DOCUMENT_BYTES
 from observed_batch.metric_schema import METRICS
-from observed_batch.middleware import MetricsMiddleware
+from observed_batch.middleware import MetricsMiddleware, RetryPolicyMiddleware
 from observed_batch.testing import (
     FakeLambdaContext,
     dynamodb_event,
@@ -435,11 +435,32 @@ def test_powertools_metrics_in_the_same_function_are_not_double_counted(
 
 
 def test_emits_every_defined_metric_with_its_unit(sink: Sink) -> None:
-    # GIVEN a processed SQS batch
-    run_sqs(MetricsMiddleware(sink=sink), sqs_event(3), fail_indexes())
-    # THEN the directive defines exactly METRICS, in order, with their units
+    # GIVEN an SQS batch processed with a policy middleware in the chain
+    policy = RetryPolicyMiddleware(non_retryable=[LookupError], on_non_retryable="drop")
+    processor = BatchProcessor(EventType.SQS, middleware=[MetricsMiddleware(sink=sink), policy])
+    process_partial_response(sqs_event(3), fail_indexes(1), processor, FakeLambdaContext())
+    # THEN the directive defines exactly METRICS, in order, with their units; nothing was resolved
     directive = sink.only["_aws"]["CloudWatchMetrics"][0]
     assert directive["Metrics"] == [{"Name": m.name, "Unit": m.unit} for m in METRICS]
+    assert (sink.only["BatchRecordsDeadLettered"], sink.only["BatchRecordsDropped"]) == (0, 0)
+
+
+def test_without_a_policy_middleware_the_resolution_counts_are_left_out(sink: Sink) -> None:
+    # GIVEN a batch with a failure and no policy middleware (nothing can dead-letter or drop a record)
+    run_sqs(MetricsMiddleware(sink=sink), sqs_event(3), fail_indexes(1))
+    # THEN the two always-zero counts are not in the document; every other metric is
+    names = [m["Name"] for m in sink.only["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    left_out = {"BatchRecordsDeadLettered", "BatchRecordsDropped"}
+    assert names == [m.name for m in METRICS if m.name not in left_out]
+    assert not left_out & set(sink.only)
+
+
+def test_a_10000_record_document_without_policy_fits_in_1_kb(sink: Sink) -> None:
+    # GIVEN 10,000 SQS records, 10 % failing, metrics only (the benchmark's EMF row)
+    run_sqs(MetricsMiddleware(sink=sink), sqs_event(10_000), fail_indexes(*range(0, 10_000, 10)))
+    # THEN the one document is at most 1 KB
+    (line,) = sink.lines
+    assert len(line.encode()) <= 1024
 
 
 def test_namespace_and_service_default_to_powertools_variables(monkeypatch: pytest.MonkeyPatch, sink: Sink) -> None:
