@@ -5,15 +5,25 @@ delivered (``"network"`` on a connection error, ``"status_5xx"`` on a server err
 ``"status_429"`` for rate limits). It has no underscore but is not in the documented API; checked on
 sentry-sdk 2.0.0 and 2.75.0, where ``HttpTransport`` calls it from its worker thread. Without it a
 refused connection (which fails in milliseconds, so no flush times out) would never open the breaker.
+
+``RecordBreadcrumbs`` replaces ``Scope._breadcrumbs`` (the scope's ``deque`` of breadcrumbs) of a sync batch's
+isolation scope, and resets ``Scope._n_breadcrumbs_truncated`` (how many the scope dropped past
+``max_breadcrumbs``, sent as the event's original breadcrumb count). Checked on sentry-sdk 2.0.0 and 2.75.0:
+the scope only ever calls ``append``, ``popleft`` (past ``max_breadcrumbs``), ``len`` / truth, iteration
+(``update_from_scope``, ``_apply_breadcrumbs_to_event``) and ``copy`` (``Scope.__copy__``, when a scope is
+forked) on it, and replaces it with a plain ``deque`` in ``clear_breadcrumbs``. 2.0.0 has no
+``_n_breadcrumbs_truncated`` (then there is nothing to reset).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from observed_batch.breaker import Breaker
+from observed_batch.typing import BatchContext
 
-__all__ = ["watch_transport"]
+__all__ = ["RecordBreadcrumbs", "holds", "install_breadcrumbs", "watch_transport"]
 
 #: Reasons that say the backend could not take the envelope (not a rate limit or a local queue).
 _UNREACHABLE = ("network",)
@@ -37,3 +47,68 @@ def watch_transport(client: Any, breaker: Breaker) -> None:
         original(reason)
 
     transport.on_dropped_event = on_dropped_event
+
+
+class RecordBreadcrumbs(deque[Any]):
+    """A sync batch's breadcrumbs, owned by one record at a time: those of the record running now.
+
+    A breadcrumb belongs to the record that started last (``BatchContext.records_started``): those a record's
+    middlewares and handler record, and those recorded after it ended, before the next one starts. As soon as
+    it is read or written while a newer record runs, what an older one left is dropped (and the scope's count
+    of truncated breadcrumbs reset), so a failed record's event carries exactly the breadcrumbs of its own run,
+    with no per-record hook: successful records pay for nothing but their own breadcrumbs.
+    """
+
+    __slots__ = ("_batch", "_owner", "_scope")
+
+    def __init__(self, batch: BatchContext, scope: Any) -> None:
+        super().__init__()
+        self._batch: BatchContext | None = batch
+        self._scope = scope
+        self._owner = batch.records_started
+
+    def _settle(self) -> None:
+        batch = self._batch
+        if batch is not None and batch.records_started != self._owner:
+            self._owner = batch.records_started
+            super().clear()
+            if getattr(self._scope, "_n_breadcrumbs_truncated", 0):
+                self._scope._n_breadcrumbs_truncated = 0
+
+    def append(self, crumb: Any) -> None:
+        self._settle()
+        super().append(crumb)
+
+    def __len__(self) -> int:
+        self._settle()
+        return super().__len__()
+
+    def __iter__(self) -> Any:
+        self._settle()
+        return super().__iter__()
+
+    def __copy__(self) -> deque[Any]:  # type: ignore[override]  # a plain deque, on purpose
+        # A scope forked inside a handler starts from the running record's breadcrumbs, in a plain deque.
+        self._settle()
+        return deque(super().__iter__())
+
+    def release(self) -> None:
+        """The batch ended: no reference back to it or to the scope (and no more dropping)."""
+        self._batch = self._scope = None
+
+
+def install_breadcrumbs(scope: Any, batch: BatchContext) -> RecordBreadcrumbs:
+    """Give ``scope`` (the batch's forked isolation scope) breadcrumbs owned by the running record."""
+    crumbs = RecordBreadcrumbs(batch, scope)
+    scope.clear_breadcrumbs()  # also resets the truncation count
+    scope._breadcrumbs = crumbs
+    return crumbs
+
+
+def holds(scope: Any, crumbs: RecordBreadcrumbs) -> bool:
+    """``scope`` still keeps its breadcrumbs in ``crumbs`` (user code did not clear or fork it away); the
+    running record's own breadcrumbs are settled, so that a fork of ``scope`` copies the right count."""
+    if getattr(scope, "_breadcrumbs", None) is not crumbs:
+        return False
+    crumbs._settle()
+    return True

@@ -26,9 +26,11 @@ __all__ = [
     "record_tags",
     "redact_event",
     "redact_validation_errors",
+    "summary_event",
 ]
 
 _MODE_TAG = "observed_batch.mode"
+_SUMMARY_FINGERPRINT = "observed_batch.suppressed_failures"
 #: Bounds on what a validation context carries (Sentry's databags cut lists at 10 anyway).
 _MAX_VALIDATION_ERRORS = 10
 _MAX_CHAIN = 10
@@ -46,6 +48,32 @@ def batch_tags(batch: BatchContext, destination: str | None) -> dict[str, str]:
     if destination:
         tags[batch.destination_kind] = destination
     return tags
+
+
+def summary_event(batch: BatchContext, summary: Any, state: Any, max_events: int) -> tuple[Event, dict[str, Any]]:
+    """The batch-end event for the failures ``max_events_per_batch`` held back, and its context block
+    (``state``: the middleware's batch state, with ``suppressed``, ``sent``, ``destination``, ...)."""
+    destination = state.destination
+    where = f"{batch.destination_kind} {destination}" if destination else batch.destination_kind
+    event: Event = {
+        "level": "warning",
+        "message": (
+            f"observed_batch: {state.suppressed} more failed records in {where} were not sent to Sentry"
+            f" (max_events_per_batch={max_events})"
+        ),
+        "fingerprint": [_SUMMARY_FINGERPRINT, batch.messaging_system, destination or ""],
+    }
+    details = {
+        "suppressed": state.suppressed,
+        "sent": state.sent,
+        "failures": summary.failures,
+        "batch_size": batch.size,
+        "max_events_per_batch": max_events,
+        "suppressed_by_exception_type": dict(state.suppressed_types),
+        "suppressed_message_ids": list(state.suppressed_ids),
+        "aws_request_id": getattr(batch.lambda_context, "aws_request_id", None),
+    }
+    return event, {k: v for k, v in details.items() if v is not None}
 
 
 def record_tags(context: dict[str, Any], trace_ids: tuple[str, str] | None) -> dict[str, str]:

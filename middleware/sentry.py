@@ -45,6 +45,7 @@ from observed_batch.otel_ids import current_trace_ids
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
 from ._sentry_client import BACKEND, active_client, breaker_for, can_send, check_dsn, init_from_environment
+from ._sentry_compat import RecordBreadcrumbs, holds, install_breadcrumbs
 from ._sentry_event import (
     add_source_context,
     batch_tags,
@@ -55,11 +56,11 @@ from ._sentry_event import (
     record_tags,
     redact_event,
     redact_validation_errors,
+    summary_event,
 )
 
 if TYPE_CHECKING:
     from sentry_sdk.client import BaseClient
-    from sentry_sdk.types import Event
 
 __all__ = ["SentryMiddleware"]
 
@@ -69,7 +70,6 @@ logger = logging.getLogger("observed_batch")
 _CONTEXT = "observed_batch"
 #: The handler raised and nothing in the user's code handled it; Powertools only reported it.
 _MECHANISM = {"type": "observed_batch", "handled": False}
-_SUMMARY_FINGERPRINT = "observed_batch.suppressed_failures"
 #: Bounds on what one summary / validation context carries (Sentry's databags cut lists at 10 anyway).
 _MAX_SUPPRESSED_IDS = 50
 _MAX_EXCEPTION_TYPES = 20
@@ -80,6 +80,7 @@ class _BatchState:
     """What one invocation has sent and held back (lives in ``batch.scratch``)."""
 
     __slots__ = (
+        "breadcrumbs",
         "breaker",
         "client",
         "destination",
@@ -104,9 +105,10 @@ class _BatchState:
         self.options: dict[str, Any] | None = None
         #: Source lines by frame, for the batch's events (``add_source_context``).
         self.source_lines: dict[Any, Any] = {}
-        #: Sync batches: the batch's own isolation scope (emptied of breadcrumbs as each record starts).
+        #: Sync batches: the batch's own isolation scope, whose breadcrumbs are the running record's.
         self.scope_manager: Any = None
         self.scope: Any = None
+        self.breadcrumbs: RecordBreadcrumbs | None = None
         #: Where the held-back records came from (Kafka: the topic, which the batch's ARN does not name).
         self.destination: str | None = None
         self.sent = 0
@@ -229,12 +231,14 @@ class SentryMiddleware(Middleware):
 
             state = batch.scratch[self] = _BatchState(client, breaker_for(client))
             if not batch.is_async:
-                # Records run one after the other in this context: one forked isolation scope for the batch,
-                # emptied of breadcrumbs when each record starts, isolates them as well as a scope per record
-                # (which costs ~4 µs a record). Async records interleave: each gets its own (wrap_record).
+                # Records run one after the other in this context: one forked isolation scope for the batch, whose
+                # breadcrumbs are always the running record's (RecordBreadcrumbs), isolates them as well as a scope
+                # per record, with no per-record hook. Async records interleave: each gets its own (wrap_record).
                 state.scope_manager = sentry_sdk.isolation_scope()
                 state.scope = state.scope_manager.__enter__()
                 state.scope.add_event_processor(_without_failure_lines)
+                state.breadcrumbs = install_breadcrumbs(state.scope, batch)
+                batch.skip_record_hooks(self, failures=True)
         else:
             batch.skip_record_hooks(self)  # no DSN: nothing to capture, nothing to pay per record
 
@@ -242,12 +246,6 @@ class SentryMiddleware(Middleware):
         # The breadcrumbs a failed record's event carries are the ones recorded while it ran, never another
         # record's or another invocation's.
         state: _BatchState | None = record.batch.scratch.get(self)
-        if state is not None and state.scope is not None and not record.batch.is_async:
-            state.scope.clear_breadcrumbs()
-            yield
-            if record.outcome is Outcome.FAILURE:
-                self.on_record_failed(record)
-            return
         sdk = sys.modules.get("sentry_sdk")
         if sdk is None or state is None or state.client is None:
             yield  # (only without a state: the batch started before this middleware did)
@@ -302,6 +300,8 @@ class SentryMiddleware(Middleware):
         if state is not None and state.scope_manager is not None:
             state.scope_manager.__exit__(None, None, None)  # back to the scope the batch started in
             state.scope = state.scope_manager = None
+            if state.breadcrumbs is not None:
+                state.breadcrumbs.release()
         if state is None or not (state.sent or state.suppressed) or state.client is None or state.breaker is None:
             return  # nothing captured: nothing to flush
         breaker = state.breaker
@@ -338,12 +338,11 @@ class SentryMiddleware(Middleware):
         validation = None if self._include_input_values else redact_validation_errors(event, exc_info[1])
         trace_ids = current_trace_ids()
         redaction = record.batch.redaction
+        own_breadcrumbs = self._own_breadcrumbs(state, sentry_sdk.get_isolation_scope(), record.batch)
         with sentry_sdk.isolation_scope() as scope:
             if self._client is not None:
                 sentry_sdk.get_current_scope().set_client(client)
-            if state.lazy:
-                # Initialised by this batch's first failure, in no isolation scope of the batch: what the
-                # records since recorded is not one record's.
+            if not own_breadcrumbs:
                 scope.clear_breadcrumbs()
             if redaction.active:
                 scope.add_event_processor(lambda event, hint: redact_event(event, redaction))
@@ -361,34 +360,31 @@ class SentryMiddleware(Middleware):
                 event.setdefault("contexts", {})["trace"] = {"trace_id": trace_ids[0], "span_id": trace_ids[1]}
             sentry_sdk.capture_event(event, hint=hint)
 
+    @staticmethod
+    def _own_breadcrumbs(state: _BatchState, isolation: Any, batch: BatchContext) -> bool:
+        """Whether the isolation scope's breadcrumbs are exactly the failed record's."""
+        if state.lazy:
+            # Initialised by this batch's first failure, in no isolation scope of the batch: what the records
+            # since recorded is not one record's.
+            return False
+        if state.breadcrumbs is None or holds(isolation, state.breadcrumbs):
+            return True  # async: the record's own scope (wrap_record); sync: the running record's breadcrumbs
+        # User code cleared the batch scope's breadcrumbs or left a scope of its own: they may hold other
+        # records'. None are sent; the batch scope gets a new buffer, exact again from the next record on.
+        if isolation is state.scope:
+            state.breadcrumbs.release()
+            state.breadcrumbs = install_breadcrumbs(isolation, batch)
+        return False
+
     def _capture_summary(self, batch: BatchContext, summary: BatchSummary, state: _BatchState) -> None:
-        destination = state.destination
-        where = f"{batch.destination_kind} {destination}" if destination else batch.destination_kind
-        event: Event = {
-            "level": "warning",
-            "message": (
-                f"observed_batch: {state.suppressed} more failed records in {where} were not sent to Sentry"
-                f" (max_events_per_batch={self._max_events_per_batch})"
-            ),
-            "fingerprint": [_SUMMARY_FINGERPRINT, batch.messaging_system, destination or ""],
-        }
-        details = {
-            "suppressed": state.suppressed,
-            "sent": state.sent,
-            "failures": summary.failures,
-            "batch_size": batch.size,
-            "max_events_per_batch": self._max_events_per_batch,
-            "suppressed_by_exception_type": dict(state.suppressed_types),
-            "suppressed_message_ids": list(state.suppressed_ids),
-            "aws_request_id": getattr(batch.lambda_context, "aws_request_id", None),
-        }
+        event, details = summary_event(batch, summary, state, self._max_events_per_batch)
         import sentry_sdk
 
         with sentry_sdk.isolation_scope() as scope:
             if self._client is not None:
                 sentry_sdk.get_current_scope().set_client(state.client)
-            scope.set_tags(batch_tags(batch, destination))
-            scope.set_context(_CONTEXT, {k: v for k, v in details.items() if v is not None})
+            scope.set_tags(batch_tags(batch, state.destination))
+            scope.set_context(_CONTEXT, details)
             sentry_sdk.capture_event(event)
 
 

@@ -146,6 +146,11 @@ class BatchContext:
         self._next_index = index + 1
         return index
 
+    @property
+    def records_started(self) -> int:
+        """How many records have started so far (the running record's ``index + 1``; ``0`` before the first)."""
+        return self._next_index
+
     def skip_record_hooks(self, middleware: Middleware, *, failures: bool = False) -> None:
         """Call from ``on_batch_start``: ``middleware.wrap_record`` is not called for this batch.
 
