@@ -105,10 +105,12 @@ def install_breadcrumbs(scope: Any, batch: BatchContext) -> RecordBreadcrumbs:
     return crumbs
 
 
-def holds(scope: Any, crumbs: RecordBreadcrumbs) -> bool:
-    """``scope`` still keeps its breadcrumbs in ``crumbs`` (user code did not clear or fork it away); the
-    running record's own breadcrumbs are settled, so that a fork of ``scope`` copies the right count."""
-    if getattr(scope, "_breadcrumbs", None) is not crumbs:
+def holds(scope: Any, batch: BatchContext) -> bool:
+    """``scope`` keeps its breadcrumbs in a ``RecordBreadcrumbs`` of ``batch`` (user code did not clear them or
+    leave a scope of its own entered): they are the running record's. Settled, so that a fork of ``scope``
+    copies the right truncation count."""
+    crumbs = getattr(scope, "_breadcrumbs", None)
+    if type(crumbs) is not RecordBreadcrumbs or crumbs._batch is not batch:
         return False
     crumbs._settle()
     return True

@@ -338,16 +338,17 @@ class SentryMiddleware(Middleware):
         validation = None if self._include_input_values else redact_validation_errors(event, exc_info[1])
         trace_ids = current_trace_ids()
         redaction = record.batch.redaction
-        own_breadcrumbs = self._own_breadcrumbs(state, sentry_sdk.get_isolation_scope(), record.batch)
+        own_breadcrumbs = self._own_breadcrumbs(state, sentry_sdk.Scope.get_isolation_scope(), record.batch)
         with sentry_sdk.isolation_scope() as scope:
             if self._client is not None:
-                sentry_sdk.get_current_scope().set_client(client)
+                sentry_sdk.Scope.get_current_scope().set_client(client)
             if not own_breadcrumbs:
                 scope.clear_breadcrumbs()
             if redaction.active:
                 scope.add_event_processor(lambda event, hint: redact_event(event, redaction))
             context = record_context(record)
-            scope.set_tags(record_tags(context, trace_ids))
+            for key, value in record_tags(context, trace_ids).items():  # (Scope.set_tags: not in sentry-sdk 2.0)
+                scope.set_tag(key, value)
             scope.set_context(_CONTEXT, context)
             if validation is not None:
                 scope.set_context("validation_errors", validation)
@@ -367,7 +368,7 @@ class SentryMiddleware(Middleware):
             # Initialised by this batch's first failure, in no isolation scope of the batch: what the records
             # since recorded is not one record's.
             return False
-        if state.breadcrumbs is None or holds(isolation, state.breadcrumbs):
+        if state.breadcrumbs is None or holds(isolation, batch):
             return True  # async: the record's own scope (wrap_record); sync: the running record's breadcrumbs
         # User code cleared the batch scope's breadcrumbs or left a scope of its own: they may hold other
         # records'. None are sent; the batch scope gets a new buffer, exact again from the next record on.
@@ -382,8 +383,9 @@ class SentryMiddleware(Middleware):
 
         with sentry_sdk.isolation_scope() as scope:
             if self._client is not None:
-                sentry_sdk.get_current_scope().set_client(state.client)
-            scope.set_tags(batch_tags(batch, state.destination))
+                sentry_sdk.Scope.get_current_scope().set_client(state.client)
+            for key, value in batch_tags(batch, state.destination).items():
+                scope.set_tag(key, value)
             scope.set_context(_CONTEXT, details)
             sentry_sdk.capture_event(event)
 

@@ -221,3 +221,22 @@ def test_successful_records_take_no_per_record_hook(receiver: SentryReceiver, mo
     assert middleware.entered == 0
     assert built == [1]
     assert crumbs_by_failure(receiver, 1) == {"b": ["b.0"]}
+
+
+def test_two_sentry_middlewares_in_one_chain_each_send_the_records_own_breadcrumbs(
+    receiver: SentryReceiver,
+) -> None:
+    # GIVEN two sentry middlewares in one chain (each forks the batch's isolation scope of its own)
+    middleware: list[Middleware] = [SentryMiddleware(), SentryMiddleware()]
+
+    # WHEN records fail after records that left breadcrumbs
+    run(["a:2", "b:1:fail", "c:2", "d:0:fail"], middleware)
+
+    # THEN each failure is sent twice, every event with exactly its own record's breadcrumbs
+    sentry_sdk.flush(timeout=5.0)
+    events = receiver.wait_for_events(4)
+    crumbs = sorted(
+        (e["exception"]["values"][-1]["value"], [c["message"] for c in e.get("breadcrumbs", {}).get("values", [])])
+        for e in events
+    )
+    assert crumbs == [("b", ["b.0"]), ("b", ["b.0"]), ("d", []), ("d", [])]
