@@ -92,6 +92,10 @@ class RecordBreadcrumbs(deque[Any]):
         self._settle()
         return deque(super().__iter__())
 
+    def __reduce__(self) -> Any:
+        # deepcopy / pickle (not done by the SDK): likewise a plain deque.
+        return deque, (list(self.__iter__()),)
+
     def release(self) -> None:
         """The batch ended: no reference back to it or to the scope (and no more dropping)."""
         self._batch = self._scope = None

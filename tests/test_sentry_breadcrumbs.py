@@ -240,3 +240,25 @@ def test_two_sentry_middlewares_in_one_chain_each_send_the_records_own_breadcrum
         for e in events
     )
     assert crumbs == [("b", ["b.0"]), ("b", ["b.0"]), ("d", []), ("d", [])]
+
+
+def test_copies_of_the_buffer_are_plain_and_hold_the_running_records_breadcrumbs(receiver: SentryReceiver) -> None:
+    import copy
+
+    from observed_batch.middleware._sentry_compat import install_breadcrumbs
+
+    # GIVEN a batch scope's buffer holding a breadcrumb of the first record, while the second one runs
+    batch = BatchContext(ob.EventType.SQS, sqs_event(2)["Records"])
+    with sentry_sdk.isolation_scope() as scope:
+        crumbs = install_breadcrumbs(scope, batch)
+        batch._next_index = 1
+        crumb("first")
+        batch._next_index = 2
+        crumb("second")
+
+        # WHEN it is copied (a fork of the scope) or deep-copied
+        copies = [copy.copy(crumbs), copy.deepcopy(crumbs)]
+
+    # THEN each copy is a plain deque with the second record's breadcrumb only
+    assert [type(c).__name__ for c in copies] == ["deque", "deque"]
+    assert [[c["message"] for c in copied] for copied in copies] == [["second"], ["second"]]
