@@ -27,15 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 from observed_batch.typing import Outcome, RecordContext
 
-from ._log_fields import EVENT_SOURCES, BatchState, fields
+from ._log_fields import EVENT_SOURCES, BatchState, RecordFields
 
 if TYPE_CHECKING:
     from .logging import LoggingMiddleware
 
 __all__ = ["RECORD_CONTEXT", "JsonLines", "PlainBackend", "StdoutLogger", "merge_record_context", "render"]
 
-#: The record context while a record runs, without structlog (async records each in their own context copy).
-RECORD_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("observed_batch_record_context", default=None)
+#: The record context while a record runs, without structlog (async records each in their own context copy):
+#: its fields are computed by the first line that merges them.
+RECORD_CONTEXT: ContextVar[RecordFields | None] = ContextVar("observed_batch_record_context", default=None)
 
 _UTC = datetime.timezone.utc
 #: structlog's ``map_method_name``: the level a method writes.
@@ -94,8 +95,8 @@ def _format_exception(exc_info: tuple[type[BaseException], BaseException, Traceb
 def merge_record_context(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """``merge_contextvars`` for our own ContextVar: the record's context, where the line does not set a key."""
     context = RECORD_CONTEXT.get()
-    if context:
-        for key, value in context.items():
+    if context is not None:
+        for key, value in context.fields().items():
             event_dict.setdefault(key, value)
     return event_dict
 
@@ -174,15 +175,16 @@ class PlainBackend:
         middleware = self.middleware
         state: BatchState | None = record.batch.scratch.get(middleware)
         if state is None:  # on_batch_start failed: the context still, no lines (no logger)
-            context = fields(record, EVENT_SOURCES.get(record.batch.event_type))
+            context = RecordFields(record, BatchState(None, EVENT_SOURCES.get(record.batch.event_type), None, False))
         else:
-            context = fields(record, state.event_source, state)
+            # Nothing computed yet: a success without a line (the default) never needs the fields.
+            context = RecordFields(record, state)
         token = RECORD_CONTEXT.set(context)
         try:
             yield
             # A success writes nothing unless success lines are on: no call at all then.
             if state is not None and (record.outcome is not Outcome.SUCCESS or middleware.log_success):
-                middleware.after(record, state, dict(context))
+                middleware.after(record, state, context)
         finally:
             # ValueError: closed (e.g. by the GC) in another context, where nothing of ours is set.
             # No contextlib.suppress here: this runs for every record.

@@ -18,6 +18,7 @@ __all__ = [
     "CONTEXT_KEYS",
     "EVENT_SOURCES",
     "BatchState",
+    "RecordFields",
     "body_text",
     "fields",
     "identifier_text",
@@ -36,6 +37,10 @@ CONTEXT_KEYS = (
 )
 
 
+#: ``trace_ids`` / ``fields`` without a context given: the one current now.
+_NOW: Any = object()
+
+
 class BatchState:
     """Per-invocation state of one ``logging`` instance, in ``batch.scratch[middleware]``."""
 
@@ -52,19 +57,58 @@ class BatchState:
         otel_context: Any = sys.modules.get("opentelemetry.context")
         self._otel_context: Any = getattr(otel_context, "get_current", None)
 
-    def trace_ids(self) -> tuple[str, str] | None:
-        """``otel_ids.current_trace_ids()``, read again only when the current OTel context changed: records
-        of a batch without per-record spans all run in the invocation's context (same object, same ids)."""
+    def otel_context(self) -> Any:
+        """The current OpenTelemetry context (one call: the trace ids are read from it when a line needs
+        them), or ``None`` while the application has not imported OpenTelemetry."""
         get_current = self._otel_context
         if get_current is None:
             # OTel not loaded when the batch started: it may still be, by a handler (importing is not ours).
-            return current_trace_ids() if "opentelemetry.trace" in sys.modules else None
-        current = get_current()
+            if "opentelemetry.trace" not in sys.modules:
+                return None
+            get_current = self._otel_context = getattr(sys.modules.get("opentelemetry.context"), "get_current", None)
+            if get_current is None:  # pragma: no cover - opentelemetry.trace imports opentelemetry.context
+                return None
+        return get_current()
+
+    def trace_ids(self, otel_context: Any = _NOW) -> tuple[str, str] | None:
+        """``otel_ids.current_trace_ids`` in ``otel_context`` (default: the current one), read again only
+        when that context is another object: records of a batch without per-record spans all run in the
+        invocation's context (same object, same ids)."""
+        if otel_context is _NOW:
+            otel_context = self.otel_context()
+        if otel_context is None:
+            return None
         cached_context, ids = self._trace
-        if current is not cached_context:
-            ids = current_trace_ids()
-            self._trace = (current, ids)
+        if otel_context is not cached_context:
+            ids = current_trace_ids(otel_context)
+            self._trace = (otel_context, ids)
         return ids
+
+
+class RecordFields:
+    """One record's context fields, computed when the first line needs them (a success writes no line by
+    default: then never), and kept for the record's other lines.
+
+    They describe the record as it started: the trace ids are those of the OpenTelemetry context current
+    when the record started (captured with one call), so a span the handler starts does not leak its ids
+    into the record's lines, nor into its later lines once it ended, exactly as when they were computed
+    upfront."""
+
+    __slots__ = ("_fields", "otel_context", "record", "state")
+
+    def __init__(self, record: RecordContext, state: BatchState) -> None:
+        self.record = record
+        self.state = state
+        self.otel_context = state.otel_context()
+        self._fields: dict[str, Any] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The fields (``fields``), computed once; callers that add to them copy first."""
+        found = self._fields
+        if found is None:
+            state = self.state
+            found = self._fields = fields(self.record, state.event_source, state, self.otel_context)
+        return found
 
 
 def body_text(record: RecordContext) -> str | None:
@@ -78,9 +122,12 @@ def identifier_text(identifier: Any) -> str:
     return str(identifier)
 
 
-def fields(record: RecordContext, event_source: str | None, state: BatchState | None = None) -> dict[str, Any]:
+def fields(
+    record: RecordContext, event_source: str | None, state: BatchState | None = None, otel_context: Any = _NOW
+) -> dict[str, Any]:
     """The record's context fields. With the batch's ``state``: an SQS record's read straight from its
-    dict (same values as the generic accessors) and the trace ids through ``state.trace_ids``."""
+    dict (same values as the generic accessors) and the trace ids through ``state.trace_ids``, in
+    ``otel_context`` if given (``RecordFields``: the context of the record's start), else the current one."""
     raw = record.raw
     if state is not None and state.is_sqs and type(raw) is dict:
         message_id, receive_count, fifo_group = sqs_facts(raw)
@@ -102,7 +149,7 @@ def fields(record: RecordContext, event_source: str | None, state: BatchState | 
         found["receive_count"] = receive_count
     if fifo_group is not None:
         found["fifo_group"] = fifo_group
-    trace = state.trace_ids() if state is not None else current_trace_ids()
+    trace = state.trace_ids(otel_context) if state is not None else current_trace_ids()
     if trace is not None:
         found["trace_id"], found["span_id"] = trace
     return found

@@ -35,7 +35,7 @@ from observed_batch.text import cut, cut_bytes
 from observed_batch.tracebacks import type_name
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
-from ._log_fields import EVENT_SOURCES, BatchState, body_text, fields, identifier_text
+from ._log_fields import EVENT_SOURCES, BatchState, RecordFields, body_text, fields, identifier_text
 
 __all__ = ["LoggingMiddleware"]
 
@@ -66,6 +66,15 @@ def _resolve_level(level: str | None, environ: Mapping[str, str]) -> int:
             )
         return resolved
     return logging.INFO
+
+
+def _line(record: RecordContext, state: BatchState, context: RecordFields | dict[str, Any] | None) -> dict[str, Any]:
+    """A record line's fields to add to: the context fields (see ``LoggingMiddleware.after``)."""
+    if context is None:
+        return fields(record, state.event_source, state)
+    if isinstance(context, RecordFields):
+        return dict(context.fields())
+    return context
 
 
 @validated
@@ -232,16 +241,19 @@ class LoggingMiddleware(Middleware):
         """Replaced per instance by the backend's hook (see ``__init__``)."""
         return self._backend.wrap_record(record)  # type: ignore[no-any-return]  # pragma: no cover
 
-    def after(self, record: RecordContext, state: BatchState, context: dict[str, Any] | None = None) -> None:
+    def after(
+        self, record: RecordContext, state: BatchState, context: RecordFields | dict[str, Any] | None = None
+    ) -> None:
         """Called by the backends while the context is still bound: lines carry what the handler bound too.
-        ``context``: the record's context fields (``_log_fields.fields``) if the backend has them at hand."""
+        ``context``: the record's context fields if the backend has them at hand (a dict this call may
+        extend, or the record's ``RecordFields``, copied here and only if a line is written)."""
         outcome = record.outcome
         if outcome is Outcome.FAILURE:
-            self._log_failure(state.logger, record, context or fields(record, state.event_source, state))
+            self._log_failure(state.logger, record, _line(record, state, context))
         elif outcome is Outcome.SUCCESS and self.log_success:
             rate = self.success_sample_rate
             if rate >= 1.0 or random.random() < rate:
-                line = context or fields(record, state.event_source, state)
+                line = _line(record, state, context)
                 line["duration_ms"] = round(record.duration_ms, 3)
                 self._add_body(line, record)
                 state.logger.debug(RECORD_PROCESSED, **line)

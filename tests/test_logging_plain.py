@@ -35,6 +35,7 @@ from observed_batch import (
 )
 from observed_batch.middleware import LoggingMiddleware
 from observed_batch.middleware._json_lines import RECORD_CONTEXT, PlainBackend, merge_record_context, render, timestamp
+from observed_batch.middleware._log_fields import RecordFields
 from observed_batch.middleware._structlog_logging import _json_processors, _timestamper
 from observed_batch.testing import dynamodb_event, kafka_event, kinesis_event, sqs_event, sqs_fifo_event
 
@@ -124,8 +125,20 @@ def _chain_line(method: str, event: str, fields: dict[str, Any], context: dict[s
     return re.sub(r'^\{"timestamp":"[^"]*",', _FROZEN, str(line))
 
 
+class _GivenFields(RecordFields):
+    """A record context with these fields (no record behind it)."""
+
+    def __init__(self, given: dict[str, Any]) -> None:
+        self._fields = given
+
+
+def _bound_message_id() -> Any:
+    context = RECORD_CONTEXT.get()
+    return None if context is None else context.fields().get("message_id")
+
+
 def _our_line(method: str, event: str, fields: dict[str, Any], context: dict[str, Any]) -> str:
-    token = RECORD_CONTEXT.set(context)
+    token = RECORD_CONTEXT.set(_GivenFields(context))
     try:
         return render(method, merge_record_context(None, method, {**fields, "event": event}), now=lambda: "T")
     finally:
@@ -245,11 +258,11 @@ def test_async_records_keep_their_own_context(capsys: pytest.CaptureFixture[str]
 
     async def handler(record: Any) -> str:
         index = int(record.attributes.sent_timestamp) % 1000
-        seen.append(("started", record.message_id, (RECORD_CONTEXT.get() or {}).get("message_id")))
+        seen.append(("started", record.message_id, _bound_message_id()))
         await asyncio.sleep((count - index) * 0.002)
         if index + 1 < count:
             await asyncio.wait_for(finished[index + 1].wait(), timeout=5)
-        seen.append(("finished", record.message_id, (RECORD_CONTEXT.get() or {}).get("message_id")))
+        seen.append(("finished", record.message_id, _bound_message_id()))
         finished[index].set()
         if index % 2:
             raise ValueError("declined")
