@@ -102,6 +102,11 @@ class RecordFields:
         self.otel_context = state.otel_context()
         self._fields: dict[str, Any] | None = None
 
+    @property
+    def computed(self) -> bool:
+        """Whether a line needed the fields (they were computed)."""
+        return self._fields is not None
+
     def fields(self) -> dict[str, Any]:
         """The fields (``fields``), computed once; callers that add to them copy first."""
         found = self._fields

@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import itertools
 import json
+import logging
 import math
 import re
 import sys
@@ -34,7 +35,14 @@ from observed_batch import (
     process_partial_response,
 )
 from observed_batch.middleware import LoggingMiddleware
-from observed_batch.middleware._json_lines import RECORD_CONTEXT, PlainBackend, merge_record_context, render, timestamp
+from observed_batch.middleware._json_lines import (
+    RECORD_CONTEXT,
+    JsonLines,
+    PlainBackend,
+    merge_record_context,
+    render,
+    timestamp,
+)
 from observed_batch.middleware._log_fields import RecordFields
 from observed_batch.middleware._structlog_logging import _json_processors, _timestamper
 from observed_batch.testing import dynamodb_event, kafka_event, kinesis_event, sqs_event, sqs_fifo_event
@@ -280,6 +288,107 @@ def test_async_records_keep_their_own_context(capsys: pytest.CaptureFixture[str]
     assert sorted(line["index"] for line in failed) == [1, 3]
     assert {line["message_id"] for line in failed} == {i["itemIdentifier"] for i in response["batchItemFailures"]}
     assert RECORD_CONTEXT.get() is None
+
+
+def _keeping_contexts(kept: dict[int, RecordFields]) -> Callable[[Any], str]:
+    """A handler that keeps each record's bound context (without reading its fields) and fails odd records."""
+
+    def handler(record: Any) -> str:
+        index = int(record.attributes.sent_timestamp) % 1000
+        context = RECORD_CONTEXT.get()
+        assert context is not None
+        kept[index] = context
+        if index % 2:
+            raise ValueError("declined")
+        return "ok"
+
+    return handler
+
+
+@pytest.mark.usefixtures("without_structlog")
+def test_a_success_without_a_line_computes_no_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN the default options (no success lines) and a batch where every second record fails
+    kept: dict[int, RecordFields] = {}
+    processor = BatchProcessor(EventType.SQS, middleware=[LoggingMiddleware()])
+    # WHEN it is processed
+    process_partial_response(sqs_event(6), _keeping_contexts(kept), processor)
+    # THEN only the failed records' fields were computed (for their record_failed lines), the successes'
+    # never, and each failure line carries its record's context
+    assert {index: context.computed for index, context in kept.items()} == {i: bool(i % 2) for i in range(6)}
+    failed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"record_failed"' in line]
+    assert [(line["index"], line["message_id"]) for line in failed] == [
+        (i, kept[i].record.message_id) for i in (1, 3, 5)
+    ]
+    assert all(line["event_source"] == "aws:sqs" and line["receive_count"] == 1 for line in failed)
+
+
+@pytest.mark.usefixtures("without_structlog")
+def test_success_lines_compute_the_fields_once_per_record(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN success lines on
+    kept: dict[int, RecordFields] = {}
+    processor = BatchProcessor(EventType.SQS, middleware=[LoggingMiddleware(level="debug", log_success=True)])
+    # WHEN a batch is processed
+    process_partial_response(sqs_event(4), _keeping_contexts(kept), processor)
+    # THEN every record's fields were computed, once (the same mapping each time asked), and its line has them
+    assert all(context.computed and context.fields() is context.fields() for context in kept.values())
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"record_' in line]
+    assert [(line["event"], line["index"]) for line in lines] == [
+        ("record_processed", 0),
+        ("record_failed", 1),
+        ("record_processed", 2),
+        ("record_failed", 3),
+    ]
+    assert all(line.items() >= kept[line["index"]].fields().items() for line in lines)
+
+
+@pytest.mark.usefixtures("without_structlog")
+def test_a_span_the_handler_starts_does_not_leak_its_ids_into_the_records_lines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN tracing before logging (each record has its own span), and a handler that writes a line of ours
+    # inside a child span it starts (the first line of the record: it computes the fields) and then fails
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from observed_batch.middleware import TracingMiddleware
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer(__name__)
+    ours = JsonLines(logging.INFO)
+
+    def handler(record: Any) -> str:
+        with tracer.start_as_current_span("child"):
+            ours.info("inside_child", child=True)
+            raise ValueError("declined")
+
+    processor = BatchProcessor(
+        EventType.SQS,
+        raise_on_entire_batch_failure=False,
+        middleware=[TracingMiddleware(tracer_provider=provider), LoggingMiddleware()],
+    )
+    # WHEN two records are processed
+    process_partial_response(sqs_event(2), handler, processor)
+    # THEN every line of a record carries its record span's ids, the one inside the child span too, and the
+    # record_failed line written after it ended carries them as well (nothing cached from the child)
+    spans = exporter.get_finished_spans()
+    ids = {
+        span.attributes["messaging.message.id"]: (
+            format(span.context.trace_id, "032x"),
+            format(span.context.span_id, "016x"),
+        )
+        for span in spans
+        if span.name != "child" and span.attributes and "messaging.message.id" in span.attributes
+    }
+    children = {format(span.context.span_id, "016x") for span in spans if span.name == "child"}
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"message_id"' in line]
+    assert [line["event"] for line in lines] == ["inside_child", "record_failed"] * 2
+    assert len(ids) == 2
+    assert len(children) == 2
+    assert all((line["trace_id"], line["span_id"]) == ids[line["message_id"]] for line in lines)
+    assert not children & {line["span_id"] for line in lines}
 
 
 @pytest.mark.usefixtures("without_structlog")
