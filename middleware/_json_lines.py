@@ -8,8 +8,10 @@ leading fields, ``JSONRenderer(separators=(",", ":"))``) renders; ``JsonLines`` 
 ``PlainBackend``: a Lambda function that does not use structlog should not pay for importing it (the
 largest part of this middleware's cold start). While ``"structlog"`` is not in ``sys.modules`` at a batch
 start, the record context lives in our own ContextVar and is merged into our own lines only (nobody
-else can log through structlog). From the first batch that starts after the application imported
-structlog on, the structlog backend takes over, so the user's structlog lines carry the context.
+else can log through structlog); being ours, it holds the record's ``RecordFields``, whose fields the
+first line that needs them computes (a success writes none by default). From the first batch that
+starts after the application imported structlog on, the structlog backend takes over, so the user's
+structlog lines carry the context.
 """
 
 from __future__ import annotations

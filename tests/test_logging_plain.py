@@ -323,6 +323,27 @@ def test_a_success_without_a_line_computes_no_fields(capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.usefixtures("without_structlog")
+def test_async_records_compute_their_own_fields_when_their_line_is_written(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN async handlers that interleave (the earlier a record starts, the later it ends), odd ones failing
+    kept: dict[int, RecordFields] = {}
+    keep = _keeping_contexts(kept)
+
+    async def handler(record: Any) -> str:
+        await asyncio.sleep((5 - int(record.attributes.sent_timestamp) % 1000) * 0.002)
+        return keep(record)
+
+    processor = AsyncBatchProcessor(EventType.SQS, middleware=[LoggingMiddleware()])
+    # WHEN the batch is processed concurrently
+    async_process_partial_response(sqs_event(5), handler, processor)
+    # THEN each failure line carries its own record's context, computed then; the successes' never were
+    assert {index: context.computed for index, context in kept.items()} == {i: bool(i % 2) for i in range(5)}
+    failed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"record_failed"' in line]
+    assert sorted((line["index"], line["message_id"]) for line in failed) == [
+        (i, kept[i].record.message_id) for i in (1, 3)
+    ]
+
+
+@pytest.mark.usefixtures("without_structlog")
 def test_success_lines_compute_the_fields_once_per_record(capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN success lines on
     kept: dict[int, RecordFields] = {}
