@@ -250,6 +250,15 @@ class Flusher:
                 self._thread.start()
         return done.wait(timeout_ms / 1000.0) and result[0]
 
+    def flush_into(self, breaker: Breaker, timeout_ms: int) -> int:
+        """``flush``, its outcome fed to ``breaker``: how many spans the breaker counted dropped meanwhile."""
+        failures, dropped = breaker.failures, breaker.dropped
+        if not self.flush(timeout_ms):
+            breaker.failed(f"span flush did not finish within {timeout_ms} ms")
+        elif breaker.failures == failures:
+            breaker.succeeded()
+        return breaker.dropped - dropped
+
     def _serve(self) -> None:
         while True:
             try:

@@ -12,6 +12,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -35,13 +36,28 @@ LINK_CACHE_LIMIT = 1024
 _W3C = TraceContextTextMapPropagator()
 
 
+class _Getter(Getter[Mapping[str, str]]):
+    """The propagators' header reads on our carriers, which hold one string per header: the default getter's
+    answer (``[value]``) without its iterable check (an ABC ``isinstance`` per header read)."""
+
+    def get(self, carrier: Mapping[str, str], key: str) -> list[str] | None:
+        value = carrier.get(key)
+        return None if value is None else [value]
+
+    def keys(self, carrier: Mapping[str, str]) -> list[str]:
+        return list(carrier)
+
+
+_GETTER = _Getter()
+
+
 @cache
-def _xray_extract() -> Callable[[str], otel_context.Context]:
+def _xray_extract() -> Callable[[str, None, _Getter], otel_context.Context]:
     """The X-Ray propagator's extraction, imported with the first ``AWSTraceHeader`` (cold start)."""
     from opentelemetry.propagators.aws.aws_xray_propagator import TRACE_HEADER_KEY, AwsXRayPropagator
 
-    propagator = AwsXRayPropagator()
-    return lambda header: propagator.extract({TRACE_HEADER_KEY: header})
+    extract = AwsXRayPropagator().extract
+    return lambda header, context, getter: extract({TRACE_HEADER_KEY: header}, context, getter)
 
 
 class LinkCache:
@@ -63,9 +79,11 @@ class LinkCache:
         key = (headers.get("traceparent"), headers.get("tracestate"), headers.get("x-amzn-trace-id"))
         cached = self._link_cache.get(key)
         if cached is None:
-            contexts = producer_contexts(headers)
-            cap = len(contexts) if self.max_links is None else self.max_links
-            cached = tuple(Link(c) for c in contexts[:cap]), max(0, len(contexts) - cap)
+            contexts, cap = producer_contexts(headers), self.max_links
+            if cap is None or len(contexts) <= cap:
+                cached = tuple([Link(c) for c in contexts]), 0
+            else:
+                cached = tuple([Link(c) for c in contexts[:cap]]), len(contexts) - cap
             if len(self._link_cache) < LINK_CACHE_LIMIT:
                 self._link_cache[key] = cached
         return cached
@@ -123,24 +141,25 @@ def producer_contexts(headers: Mapping[str, str]) -> list[SpanContext]:
     """Valid producer span contexts from W3C and X-Ray headers; malformed headers are ignored."""
     contexts: list[SpanContext] = []
     if "traceparent" in headers:
-        _append_context(contexts, lambda: _W3C.extract(headers))
+        found = _extracted(_W3C.extract, headers)
+        if found is not None:
+            contexts.append(found)
     xray = headers.get("x-amzn-trace-id")
     if xray:
-        _append_context(contexts, lambda: _xray_extract()(xray))
+        found = _extracted(_xray_extract(), xray)
+        # The same context under both headers is linked once.
+        known = contexts[0] if contexts else None
+        if found is not None and (known is None or (known.trace_id, known.span_id) != (found.trace_id, found.span_id)):
+            contexts.append(found)
     return contexts
 
 
-def _append_context(contexts: list[SpanContext], extract: Callable[[], otel_context.Context]) -> None:
+def _extracted(extract: Callable[[Any, None, _Getter], otel_context.Context], carrier: Any) -> SpanContext | None:
     try:
-        found = trace.get_current_span(extract()).get_span_context()
+        found = trace.get_current_span(extract(carrier, None, _GETTER)).get_span_context()
     except Exception:
-        return
-    if not found.is_valid:
-        return
-    for known in contexts:
-        if known.trace_id == found.trace_id and known.span_id == found.span_id:
-            return
-    contexts.append(found)
+        return None
+    return found if found.is_valid else None
 
 
 def batch_links(records: Sequence[Any], max_links: int | None) -> tuple[list[Link], int]:

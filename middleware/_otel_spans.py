@@ -34,6 +34,7 @@ from observed_batch import __version__
 from observed_batch.breaker import Breaker
 from observed_batch.metric_schema import OTEL_BACKEND
 from observed_batch.redaction import Redaction
+from observed_batch.sources import producer_trace_headers
 from observed_batch.typing import BatchContext, BatchSummary, Outcome, RecordContext
 
 from ._capture import CaptureBudget
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["BACKEND", "OtelTracing"]
 
 _PROCESS = MessagingOperationTypeValues.PROCESS.value
+_CONSUMER = SpanKind.CONSUMER
+_SUCCESS = Outcome.SUCCESS
 
 #: Attributes of our own (no semantic convention covers them).
 ATTR_SKIP_REASON = "observed_batch.skip_reason"
@@ -154,48 +157,60 @@ class OtelTracing:
             yield from self._within_batch_span(record, state, state.batch_span, state.batch_context)
             return
 
-        links, links_dropped = state.links(record.trace_headers)  # then the batch's attributes, copied
-        attributes, name = state.attributes.copy(), state.span_name
-        if state.per_record_destination:
-            destination = record.destination
-            name = _span_name(destination)  # the batch's name when it is the batch's destination
-            if destination is not None:
-                attributes[MESSAGING_DESTINATION_NAME] = destination
-        raw = record.raw  # SQS: the id read straight from the dict (RecordContext.message_id, minus two calls)
-        message_id = raw.get("messageId") if state.is_sqs and type(raw) is dict else record.message_id
+        # Per record only what differs: the message id and links (the batch's attributes are copied).
+        attributes, name, raw = state.attributes.copy(), state.span_name, record.raw
+        if state.is_sqs and type(raw) is dict:
+            message_id = raw.get("messageId")  # RecordContext.message_id, minus two calls
+        else:
+            if state.per_record_destination:
+                destination = record.destination
+                name = _span_name(destination)  # the batch's name when it is the batch's destination
+                if destination is not None:
+                    attributes[MESSAGING_DESTINATION_NAME] = destination
+            message_id = record.message_id
         if isinstance(message_id, str):
             attributes[MESSAGING_MESSAGE_ID] = message_id
-        span = state.tracer.start_span(name, kind=SpanKind.CONSUMER, attributes=attributes, links=links)
-        recording = span.is_recording()
-        dropped_before = state.capture.dropped
-        if recording:
-            state.open_spans.add(span)
-            if links_dropped:
-                span.set_attribute(ATTR_LINKS_DROPPED, links_dropped)
-            if self.key.capture_body:
-                self._capture_body(span, state, record)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        resumed = False
+        links, links_dropped = state.links(producer_trace_headers(raw))
+        # The current context, read once: the span's parent, and what the span is made current in.
+        parent = otel_context.get_current()
+        span = state.tracer.start_span(name, context=parent, kind=_CONSUMER, attributes=attributes, links=links)
+        if not span.is_recording():
+            # The sampler dropped this record's span: it is only made current (its context propagates).
+            token = otel_context.attach(trace.set_span_in_context(span, parent))
+            try:
+                yield
+            finally:
+                otel_context.detach(token)
+            return
+        open_spans, capture = state.open_spans, state.capture
+        open_spans.add(span)
+        dropped_before = capture.dropped
+        if links_dropped:
+            span.set_attribute(ATTR_LINKS_DROPPED, links_dropped)
+        if self.key.capture_body:
+            self._capture_body(span, state, record)
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
         try:
             yield
-            resumed = True
-        finally:
-            # Also when the generator is closed without resuming: never leak the span as current, and
-            # end the span (marked incomplete) before whatever closed it propagates.
+        except BaseException:
+            # Closed without resuming (the core raised past the record): never leak the span as current,
+            # and end it, marked incomplete, before whatever closed the generator propagates.
             otel_context.detach(token)
-            if not resumed and recording:
-                state.open_spans.discard(span)
-                span.set_attribute(ATTR_INCOMPLETE, True)
-                span.end()
-        if recording:
-            try:
+            open_spans.discard(span)
+            span.set_attribute(ATTR_INCOMPLETE, True)
+            span.end()
+            raise
+        otel_context.detach(token)
+        try:
+            # A success adds nothing unless its response is captured: no further call for it.
+            if record.outcome is not _SUCCESS or self.key.capture_response:
                 self._finish_record_span(span, state, record)
-                if state.capture.dropped > dropped_before:
-                    # Running total: the last such span of the invocation carries the final count.
-                    span.set_attribute(ATTR_CAPTURE_DROPPED, state.capture.dropped)
-            finally:
-                state.open_spans.discard(span)
-                span.end()
+            if capture.dropped > dropped_before:
+                # Running total: the last such span of the invocation carries the final count.
+                span.set_attribute(ATTR_CAPTURE_DROPPED, capture.dropped)
+        finally:
+            open_spans.discard(span)
+            span.end()
 
     def _finish_record_span(self, span: Span, state: _BatchState, record: RecordContext) -> None:
         outcome = record.outcome
@@ -317,7 +332,6 @@ class OtelTracing:
     def _flush(self, batch: BatchContext, summary: BatchSummary, provider: trace.TracerProvider) -> None:
         """Export what this invocation produced before Lambda freezes, waiting at most the flush timeout
         and never past the deadline budget; a flush that fails or runs out of time opens the breaker."""
-        breaker = self._breaker
         force_flush: Callable[..., Any] | None = getattr(provider, "force_flush", None)
         timeout_ms = int(batch.wait_budget_s(self.key.flush_timeout_ms) * 1000)
         if force_flush is None or timeout_ms <= 0:
@@ -325,12 +339,7 @@ class OtelTracing:
         flusher = self._flusher
         if flusher is None:
             flusher = self._flusher = Flusher(force_flush)
-        failures, dropped = breaker.failures, breaker.dropped
-        if not flusher.flush(timeout_ms):
-            breaker.failed(f"span flush did not finish within {timeout_ms} ms")
-        elif breaker.failures == failures:
-            breaker.succeeded()
-        summary.add_dropped(BACKEND, breaker.dropped - dropped)
+        summary.add_dropped(BACKEND, flusher.flush_into(self._breaker, timeout_ms))
 
 
 class _BatchState(LinkCache):

@@ -176,6 +176,14 @@ def producer_trace_headers(raw: Any) -> dict[str, str]:
     ``AWSTraceHeader`` (returned as ``x-amzn-trace-id``, the header the X-Ray propagator reads).
     """
     headers: dict[str, str] = {}
+    if type(raw) is dict:
+        # Most records carry none: a Lambda event's plain dicts answer that without the generic reads.
+        attributes, system = raw.get("messageAttributes"), raw.get("attributes")
+        if (
+            not attributes
+            or (type(attributes) is dict and "traceparent" not in attributes and "tracestate" not in attributes)
+        ) and (not system or (type(system) is dict and "AWSTraceHeader" not in system)):
+            return headers
     attributes = _get(raw, "messageAttributes")
     if isinstance(attributes, Mapping):
         for name in ("traceparent", "tracestate"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -212,3 +213,33 @@ def test_the_sqs_hot_path_reads_the_same_facts_as_the_accessors(raw: dict[str, A
     assert message_id == (identifier if isinstance(identifier, str) else None)
     assert receive_count == sources.receive_count(raw)
     assert fifo_group == sources.fifo_group(raw)
+
+
+_HEADER_VALUE = st.one_of(st.none(), st.text(max_size=3), st.integers())
+_MESSAGE_ATTRIBUTE = st.one_of(
+    _HEADER_VALUE, st.fixed_dictionaries({}, optional={"stringValue": _HEADER_VALUE, "dataType": st.just("String")})
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "messageAttributes": st.one_of(
+                _HEADER_VALUE,
+                st.lists(st.sampled_from(["traceparent", "tracestate"]), max_size=2),
+                st.dictionaries(st.sampled_from(["traceparent", "tracestate", "other"]), _MESSAGE_ATTRIBUTE),
+            ),
+            "attributes": st.one_of(
+                _HEADER_VALUE,
+                st.dictionaries(st.sampled_from(["AWSTraceHeader", "ApproximateReceiveCount"]), _HEADER_VALUE),
+            ),
+        },
+    )
+)
+def test_the_producer_headers_of_a_plain_dict_are_those_the_generic_reads_find(raw: dict[str, Any]) -> None:
+    # GIVEN any SQS record dict, odd attribute values included
+    # WHEN its producer trace headers are read (the plain-dict shortcut for records that carry none)
+    headers = sources.producer_trace_headers(raw)
+    # THEN they are what the generic reads find in the same record as a read-only mapping (no shortcut)
+    assert headers == sources.producer_trace_headers(MappingProxyType(raw))
