@@ -162,8 +162,11 @@ class TracingMiddleware(Middleware):
             from ._otel_spans import OtelTracing
 
             self._backend = OtelTracing(self, tracer_provider)
-        # The per-record hook is the backend's own: no extra call per record.
+        # The per-record hook is the backend's own: no extra call per record. So is the flush budget
+        # (timeout_guard asks for it before each record) unless a subclass has its own.
         self.wrap_record = self._backend.wrap_record  # type: ignore[method-assign]
+        if type(self).flush_budget_ms is TracingMiddleware.flush_budget_ms:
+            self.flush_budget_ms = self._backend.flush_budget_ms  # type: ignore[method-assign]
 
     def on_batch_start(self, batch: BatchContext) -> None:
         self._backend.on_batch_start(batch)
@@ -176,4 +179,5 @@ class TracingMiddleware(Middleware):
         self._backend.on_batch_end(batch, summary)
 
     def flush_budget_ms(self, batch: BatchContext) -> int:
+        """Replaced per instance by the backend's (see ``__init__``), unless a subclass overrides it."""
         return int(self._backend.flush_budget_ms(batch))
