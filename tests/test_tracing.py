@@ -18,7 +18,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch import process_partial_response as powertools_process_partial_response
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import (
@@ -270,6 +270,33 @@ def test_record_spans_are_children_of_the_current_span(
         assert span.parent is not None
         assert span.parent.span_id == invocation.get_span_context().span_id
         assert span.context.trace_id == invocation.get_span_context().trace_id
+
+
+def test_span_processors_see_each_record_span_start_in_the_callers_context_and_end(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    # GIVEN a span processor of the application's next to the exporting one, and an invocation span
+    class Seeing(SpanProcessor):
+        def __init__(self) -> None:
+            self.started: list[tuple[str, trace.Span]] = []
+            self.ended: list[str] = []
+
+        def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+            self.started.append((span.name, trace.get_current_span(parent_context)))
+
+        def on_end(self, span: ReadableSpan) -> None:
+            self.ended.append(span.name)
+
+    seeing = Seeing()
+    provider.add_span_processor(seeing)
+    with provider.get_tracer("test").start_as_current_span("invocation") as invocation:
+        # WHEN a batch of two records, one failing, is processed
+        process(sqs_event(2), fail_index(1), [tracing(provider)], raise_on_entire_batch_failure=False)
+
+    # THEN the processor saw both record spans start with the invocation span as the parent context's
+    # span, and end, in order
+    assert seeing.started[1:] == [("process orders", invocation), ("process orders", invocation)]
+    assert seeing.ended == ["process orders", "process orders", "invocation"]
 
 
 def test_record_spans_without_a_current_span_are_separate_roots(
