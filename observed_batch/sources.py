@@ -177,12 +177,18 @@ def producer_trace_headers(raw: Any) -> dict[str, str]:
     """
     headers: dict[str, str] = {}
     if type(raw) is dict:
-        # Most records carry none: a Lambda event's plain dicts answer that without the generic reads.
+        # A Lambda event's plain dicts, read without the generic accessor (the same answer: tests/test_sources.py).
         attributes, system = raw.get("messageAttributes"), raw.get("attributes")
-        if (
-            not attributes
-            or (type(attributes) is dict and "traceparent" not in attributes and "tracestate" not in attributes)
-        ) and (not system or (type(system) is dict and "AWSTraceHeader" not in system)):
+        if (attributes is None or type(attributes) is dict) and (system is None or type(system) is dict):
+            if attributes:
+                for name in ("traceparent", "tracestate"):
+                    entry = attributes.get(name)
+                    value = entry.get("stringValue") if type(entry) is dict else _get(entry, "stringValue")
+                    if isinstance(value, str):
+                        headers[name] = value
+            xray = system.get("AWSTraceHeader") if system else None
+            if isinstance(xray, str):
+                headers["x-amzn-trace-id"] = xray
             return headers
     attributes = _get(raw, "messageAttributes")
     if isinstance(attributes, Mapping):
