@@ -1085,6 +1085,31 @@ def test_a_sampler_that_never_samples_costs_no_span_work(exporter: InMemorySpanE
     assert seen == [trace.INVALID_SPAN] * 3
 
 
+def test_one_middleware_follows_each_invocations_parent_sampling_decision(exporter: InMemorySpanExporter) -> None:
+    # GIVEN one tracing middleware whose provider samples as the parent does, and a processor kept across
+    # invocations (its answers per kind of parent are kept too)
+    provider = make_provider(exporter, ParentBased(ALWAYS_ON))
+    processor = BatchProcessor(EventType.SQS, middleware=[tracing(provider)])
+
+    def invocation(sampled: bool) -> None:
+        flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+        parent = trace.NonRecordingSpan(SpanContext(W3C_TRACE_ID, W3C_SPAN_ID, is_remote=True, trace_flags=flags))
+        token = otel_context.attach(trace.set_span_in_context(parent))
+        try:
+            process_partial_response(sqs_event(2), message_id, processor)
+        finally:
+            otel_context.detach(token)
+
+    # WHEN invocations run under an unsampled, a sampled, an unsampled and a sampled remote parent
+    for sampled in (False, True, False, True):
+        invocation(sampled)
+
+    # THEN only the records of the sampled invocations have spans, children of that parent
+    spans = ours(exporter)
+    assert len(spans) == 4
+    assert all(s.parent is not None and s.parent.span_id == W3C_SPAN_ID for s in spans)
+
+
 def test_an_unsampled_batch_takes_tracing_out_of_the_record_chain(exporter: InMemorySpanExporter) -> None:
     # GIVEN tracing whose sampler drops everything
     middleware = counting_record_hooks(TracingMiddleware)(tracer_provider=make_provider(exporter, ALWAYS_OFF))
