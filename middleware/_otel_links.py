@@ -81,9 +81,9 @@ class LinkCache:
         if cached is None:
             contexts, cap = producer_contexts(headers), self.max_links
             if cap is None or len(contexts) <= cap:
-                cached = tuple([Link(c) for c in contexts]), 0
+                cached = tuple(map(Link, contexts)), 0
             else:
-                cached = tuple([Link(c) for c in contexts[:cap]]), len(contexts) - cap
+                cached = tuple(map(Link, contexts[:cap])), len(contexts) - cap
             if len(self._link_cache) < LINK_CACHE_LIMIT:
                 self._link_cache[key] = cached
         return cached
