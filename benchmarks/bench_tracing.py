@@ -20,7 +20,8 @@ the numbers are the in-process cost. Goals (issue 5): tracing_100 / bare_span <=
 tracing_0 / powertools <= 1.2. ``tracing_100 / manual_span`` isolates what the middleware adds over
 the same span written by hand; issue 22's row is the added cost, ``(tracing_100 - powertools) /
 (manual_span - powertools)`` (goal <= 1.0). Reported: best-of-N microseconds per record. ``--shared-producer``
-gives every record the same producer context (one ``SendMessageBatch``), the common case.
+gives every record the same producer context (one ``SendMessageBatch``), the common case;
+``--no-producer`` gives records no producer headers (no links).
 """
 
 from __future__ import annotations
@@ -67,10 +68,10 @@ def _provider(sampler: Sampler, records: int) -> TracerProvider:
     return provider
 
 
-def _event(records: int, shared_producer: bool = False) -> dict[str, Any]:
+def _event(records: int, shared_producer: bool = False, no_producer: bool = False) -> dict[str, Any]:
     rng = random.Random(7)
     event = sqs_event(records)
-    for record in event["Records"]:
+    for record in [] if no_producer else event["Records"]:
         if shared_producer:
             rng.seed(7)
         trace_id, span_id = rng.getrandbits(128), rng.getrandbits(64)
@@ -107,10 +108,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--shared-producer", action="store_true")
+    parser.add_argument("--no-producer", action="store_true", help="records without producer trace headers")
     args = parser.parse_args(argv)
     records, repeats = args.records, args.repeats
     logging.getLogger("opentelemetry").setLevel(logging.ERROR)
-    event = _event(records, args.shared_producer)
+    event = _event(records, args.shared_producer, args.no_producer)
 
     powertools = PowertoolsBatchProcessor(EventType.SQS)
 

@@ -167,3 +167,18 @@ def test_cold_start_benchmark_reports_wall_and_cpu_per_variant(tmp_path: Path) -
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| (chain, none) |", "| tracing |"))]
     assert len(rows) == 2
     assert all(row.count(" ms |") == 2 for row in rows)
+
+
+@pytest.mark.parametrize(
+    "producers", [(), ("--shared-producer",), ("--no-producer",)], ids=["distinct", "shared", "none"]
+)
+def test_tracing_benchmark_reports_the_added_cost_next_to_a_hand_written_span(
+    tmp_path: Path, producers: tuple[str, ...]
+) -> None:
+    # WHEN the tracing benchmark runs with tiny N, records carrying distinct, shared or no producer contexts
+    arguments = ("--records", "20", "--repeats", "1", *producers)
+    done = _run(*arguments, cwd=tmp_path, script=RUN.with_name("bench_tracing.py"), drop=("OTEL_",))
+
+    # THEN it exits 0 and reports issue 22's ratio of added costs (timings are not asserted)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "added cost tracing_100 / manual_span = " in done.stdout
