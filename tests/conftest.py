@@ -8,6 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# Tests never assert timing (benchmarks do): no hypothesis deadline, which fails examples on a loaded machine.
+settings.register_profile("observed_batch", deadline=None)
+settings.load_profile("observed_batch")
 
 _PREFIXES = ("OBSERVED_BATCH_", "POWERTOOLS_", "SENTRY_", "OTEL_", "LOG_LEVEL", "AWS_LAMBDA_", "LAMBDA_TASK_ROOT")
 
