@@ -1,4 +1,7 @@
-"""The one place ``tracing`` relies on OpenTelemetry beyond its documented API: the OTLP exporter's internals.
+"""The one place ``tracing`` relies on OpenTelemetry beyond its documented API: the OTLP exporter's internals,
+and three SDK attributes read to take shortcuts (``span_processors``, ``parent_based_delegate``,
+``span_limits``; ``opentelemetry-sdk`` 1.26 to 1.45 name them alike; any other shape answers ``None``, and
+the caller then takes no shortcut).
 
 ``otlp_span_exporter()`` builds the exporter of the provider made from ``OTEL_*``:
 
@@ -149,3 +152,30 @@ def _fail_fast_transport() -> Any:
             self._connection.close()
 
     return FailFastTransport()
+
+
+# -- SDK attributes behind the shortcuts of ``_otel_links`` (checked on opentelemetry-sdk 1.26.0 and 1.45.0) --
+#: ``ParentBased``'s delegates, by (parent valid, remote, sampled); an invalid parent uses the root sampler.
+_PARENT_BASED_DELEGATES = {
+    (True, True, True): "_remote_parent_sampled",
+    (True, True, False): "_remote_parent_not_sampled",
+    (True, False, True): "_local_parent_sampled",
+    (True, False, False): "_local_parent_not_sampled",
+}
+
+
+def span_processors(provider: object) -> tuple[Any, ...] | None:
+    """The span processors of an SDK ``TracerProvider`` (``_active_span_processor._span_processors``), or
+    ``None`` when they cannot be seen."""
+    processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
+    return processors if type(processors) is tuple else None
+
+
+def parent_based_delegate(sampler: object, valid: bool, remote: bool, sampled: bool) -> Any:
+    """The sampler a ``ParentBased`` sampler hands a span with such a parent to (``None`` if not found)."""
+    return getattr(sampler, _PARENT_BASED_DELEGATES.get((valid, remote, sampled), "_root"), None)
+
+
+def span_limits(tracer: object) -> Any:
+    """An SDK tracer's ``SpanLimits`` (``_span_limits``), or ``None``."""
+    return getattr(tracer, "_span_limits", None)

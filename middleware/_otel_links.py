@@ -22,6 +22,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from observed_batch.sources import producer_trace_headers
 
+from ._otel_compat import parent_based_delegate, span_limits, span_processors
+
 __all__ = [
     "LINK_CACHE_LIMIT",
     "LinkCache",
@@ -96,8 +98,8 @@ def exports_inline(provider: object) -> bool:
     seen) is flushed as before."""
     if getattr(type(provider), "force_flush", None) is not SdkTracerProvider.force_flush:
         return False
-    processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
-    if type(processors) is not tuple or not processors:
+    processors = span_processors(provider)
+    if not processors:
         return False
     return all(type(processor) is SimpleSpanProcessor for processor in processors)
 
@@ -115,15 +117,8 @@ def _drops_all(sampler: Sampler, parent: SpanContext, depth: int) -> bool:
     if isinstance(sampler, StaticSampler) and sampler.get_description() == "AlwaysOffSampler":
         return True
     if isinstance(sampler, ParentBased) and depth < 4:
-        if parent.is_valid:
-            sampled = parent.trace_flags.sampled
-            if parent.is_remote:
-                attribute = "_remote_parent_sampled" if sampled else "_remote_parent_not_sampled"
-            else:
-                attribute = "_local_parent_sampled" if sampled else "_local_parent_not_sampled"
-        else:
-            attribute = "_root"
-        delegate = getattr(sampler, attribute, None)
+        flags = parent.trace_flags
+        delegate = parent_based_delegate(sampler, parent.is_valid, parent.is_remote, flags.sampled)
         return isinstance(delegate, Sampler) and _drops_all(delegate, parent, depth + 1)
     if isinstance(sampler, TraceIdRatioBased):
         return sampler.rate <= 0
@@ -131,7 +126,7 @@ def _drops_all(sampler: Sampler, parent: SpanContext, depth: int) -> bool:
 
 
 def max_links(tracer: trace.Tracer) -> int | None:
-    limits = getattr(tracer, "_span_limits", None)
+    limits = span_limits(tracer)
     if not isinstance(limits, SpanLimits):
         limits = SpanLimits()
     return limits.max_links
