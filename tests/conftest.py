@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -23,6 +24,10 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if variable.startswith(_PREFIXES):
             monkeypatch.delenv(variable)
     yield
+    # stdlib_interop installs a JSON handler on the root logger (once per process, as in Lambda): not across tests.
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if type(h).__name__ == "_JsonStdoutHandler"]:
+        root.removeHandler(handler)
     # Examples and tests may configure structlog globally (as users do); never leak it to the next test.
     if "structlog" in sys.modules:
         import structlog
