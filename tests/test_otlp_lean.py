@@ -105,7 +105,7 @@ def lean_exporter() -> LeanSpanExporter:
 
 
 def _client(exporter: Any) -> Any:
-    """Where OTel's exporter keeps its timeout and headers: its HTTP client (1.43+), else itself."""
+    """Where OTel's exporter keeps its timeout and headers: its HTTP client (newer releases), else itself."""
     return getattr(exporter, "_client", exporter)
 
 
@@ -183,7 +183,7 @@ def test_a_setting_the_lean_exporter_does_not_follow_keeps_otels(variables: dict
             exporter = _otel_compat.otlp_span_exporter()
         except RuntimeError:  # the credential provider does not exist: OTel's exporter says so
             exporter = None
-        except ValueError:  # exporters before 1.4x refuse an unknown compression or timeout
+        except ValueError:  # exporters before 1.45 refuse an unknown compression or timeout
             exporter = None
 
     # THEN it is OTel's
