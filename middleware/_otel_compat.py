@@ -9,7 +9,9 @@ the caller then takes no shortcut).
   ``LeanSpanExporter`` (``_otlp_lean``) wherever it sends exactly as OTel's ``OTLPSpanExporter`` would: no
   protobuf, no exporter package import at cold start. It reads the exporter's version (its ``User-Agent``)
   from the exporter package's ``version/__init__.py`` without importing it (``importlib.metadata`` would
-  cost more than the rest).
+  cost more than the rest). The lean exporter reproduces opentelemetry-exporter-otlp-proto-http
+  ``LEAN_FROM`` and newer: older exporters parse ``OTEL_*`` differently (1.44 refuses an empty compression
+  or timeout, 1.26 an integer-only timeout) and send other bytes, so with them OTel's own exporter sends.
 - anything else gets OTel's ``OTLPSpanExporter``, with everything it reads from ``OTEL_EXPORTER_OTLP_*``.
   Over plain HTTP with a setting the lean exporter leaves to OTel (certificates, credential providers, the
   exporter's own metrics), it sends through ``FailFastTransport`` over ``_otlp_connection``
@@ -31,7 +33,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["PROXY_VARIABLES", "exporter_user_agent", "otlp_span_exporter"]
+__all__ = [
+    "LEAN_FROM",
+    "PROXY_VARIABLES",
+    "exporter_user_agent",
+    "lean_reproduces",
+    "otels_span_exporter",
+    "otlp_span_exporter",
+]
 
 #: Proxy variables ``requests`` honours for plain-HTTP endpoints: when one is set, ``requests`` sends.
 PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
@@ -40,18 +49,27 @@ _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP
 
 
 _VERSION = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
+#: The first OTLP/HTTP exporter release ``LeanSpanExporter`` sends exactly as (checked on 1.45.2; 1.44.0 differs).
+LEAN_FROM = (1, 45)
+_RELEASE = re.compile(r"/(\d+)\.(\d+)")
 
 
 def otlp_span_exporter() -> Any:
     """An OTLP/HTTP span exporter configured from ``OTEL_EXPORTER_OTLP_*``, failing fast on a dead collector:
     ours where it is exactly equivalent, else OTel's ``OTLPSpanExporter``."""
     user_agent = exporter_user_agent()
-    if user_agent is not None:
+    if user_agent is not None and lean_reproduces(user_agent):
         from ._otlp_lean import LeanSpanExporter, lean_settings
 
         settings = lean_settings(user_agent)
         if settings is not None:
             return LeanSpanExporter(settings)
+    return otels_span_exporter()
+
+
+def otels_span_exporter() -> Any:
+    """OTel's ``OTLPSpanExporter`` from ``OTEL_EXPORTER_OTLP_*``, failing fast: over ``FailFastTransport`` for plain
+    HTTP where the exporter takes a transport, else over ``fail_fast_session()``."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     if _plain_http():
@@ -82,6 +100,12 @@ def exporter_user_agent() -> str | None:
             continue
         return f"OTel-OTLP-Exporter-Python/{found.group(1)}" if found else None
     return None
+
+
+def lean_reproduces(user_agent: str) -> bool:
+    """The exporter sending ``user_agent`` is one ``LeanSpanExporter`` reproduces (``LEAN_FROM`` or newer)."""
+    release = _RELEASE.search(user_agent)
+    return release is not None and (int(release[1]), int(release[2])) >= LEAN_FROM
 
 
 def fail_fast_session() -> Any:

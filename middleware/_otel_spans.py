@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BACKEND", "OtelTracing"]
 
-_PROCESS = MessagingOperationTypeValues.PROCESS.value
+# By value: semconv 0.47b0 names the member DELIVER, later ones PROCESS.
+_PROCESS = MessagingOperationTypeValues("process").value
 _CONSUMER = SpanKind.CONSUMER
 _SUCCESS = Outcome.SUCCESS
 

@@ -186,8 +186,13 @@ def reset_sentry() -> None:
     import sentry_sdk
 
     sentry_sdk.get_client().close(timeout=0)
-    sentry_sdk.get_global_scope().set_client(None)
-    for scope in (sentry_sdk.get_global_scope(), sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()):
+    # Through Scope: sentry-sdk before 2.11 (the floor is 2.0) has no module-level scope getters.
+    sentry_sdk.Scope.get_global_scope().set_client(None)
+    for scope in (
+        sentry_sdk.Scope.get_global_scope(),
+        sentry_sdk.Scope.get_isolation_scope(),
+        sentry_sdk.Scope.get_current_scope(),
+    ):
         scope.clear()
 
 

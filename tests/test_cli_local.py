@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import cli_runner
 from click.testing import CliRunner, Result
 
 from observed_batch.cli import main
@@ -78,7 +79,7 @@ def _reset_sentry() -> None:
     except ImportError:  # pragma: no cover
         return
     sentry_sdk.get_client().close(timeout=0)
-    sentry_sdk.get_global_scope().set_client(None)
+    sentry_sdk.Scope.get_global_scope().set_client(None)
 
 
 def _reset_structlog() -> None:
@@ -91,7 +92,7 @@ def _reset_structlog() -> None:
 
 @pytest.fixture
 def runner() -> CliRunner:
-    return CliRunner()
+    return cli_runner()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import cli_runner
 from click.testing import CliRunner
 
 from observed_batch import (
@@ -426,7 +427,7 @@ def assert_rows_tile(body: dict[str, Any]) -> None:
 
 @pytest.fixture
 def runner() -> CliRunner:
-    return CliRunner()
+    return cli_runner()
 
 
 NO_REGION_ENV = {"AWS_REGION": None, "AWS_DEFAULT_REGION": None}
@@ -494,7 +495,7 @@ def test_cli_rejects_an_invalid_name_with_one_line_and_exit_2(runner: CliRunner)
     result = runner.invoke(command, ["--function", "orders consumer"])
     # THEN usage error: exit 2, one error line naming the option
     assert result.exit_code == 2
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert errors == ["Error: dashboard function='orders consumer' is not valid: 1-64 letters, digits, '-' or '_'"]
 
 
@@ -502,9 +503,9 @@ def test_cli_requires_the_function(runner: CliRunner) -> None:
     # GIVEN no --function
     # WHEN the command runs
     result = runner.invoke(command, ["--queue", "orders"])
-    # THEN click reports the missing option with exit 2
+    # THEN click reports the missing option on stderr with exit 2
     assert result.exit_code == 2
-    assert "--function" in result.output
+    assert "--function" in result.stderr
 
 
 def test_group_lists_the_dashboard_command(runner: CliRunner) -> None:

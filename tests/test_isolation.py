@@ -122,7 +122,7 @@ def test_the_sentry_scope_is_restored_when_a_base_exception_leaves_the_record() 
     # GIVEN Sentry on (a DSN nobody listens to: nothing is sent in this test) and an interrupting middleware
     sentry_sdk.init(dsn="http://key@127.0.0.1:9/1", default_integrations=False, auto_enabling_integrations=False)
     try:
-        before = sentry_sdk.get_isolation_scope()
+        before = sentry_sdk.Scope.get_isolation_scope()
         processor = ob.BatchProcessor(ob.EventType.SQS, middleware=["sentry", Interrupts("after")])
 
         # WHEN the interrupt leaves the record
@@ -130,10 +130,10 @@ def test_the_sentry_scope_is_restored_when_a_base_exception_leaves_the_record() 
             ob.process_partial_response(sqs_event(1), lambda record: "ok", processor)
 
         # THEN the isolation scope is the one from before the batch
-        assert sentry_sdk.get_isolation_scope() is before
+        assert sentry_sdk.Scope.get_isolation_scope() is before
     finally:
         sentry_sdk.get_client().close(timeout=0)
-        sentry_sdk.get_global_scope().set_client(None)
+        sentry_sdk.Scope.get_global_scope().set_client(None)
 
 
 # -- exception text ------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loopback_http import LoopbackServer, QuietHandler
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -29,7 +28,7 @@ from otlp_receiver import OtlpReceiver
 from observed_batch.breaker import Breaker
 from observed_batch.middleware import _otel_compat
 from observed_batch.middleware._otel_export import GuardedSpanExporter
-from observed_batch.middleware._otlp_lean import LeanSpanExporter
+from observed_batch.middleware._otlp_lean import LeanSpanExporter, lean_settings
 
 
 class RecordingCollector(LoopbackServer):
@@ -87,7 +86,27 @@ def environment(variables: dict[str, str]) -> Iterator[None]:
 
 def otels_exporter() -> Any:
     """OTel's exporter as ``_otel_compat`` builds it for plain HTTP when the lean one is not equivalent."""
-    return OTLPSpanExporter(_transport=_otel_compat._fail_fast_transport())
+    return _otel_compat.otels_span_exporter()
+
+
+#: Whether the installed OTel exporter is one the lean exporter stands in for (``_otel_compat.LEAN_FROM`` on).
+LEAN_RELEASE = _otel_compat.lean_reproduces(_otel_compat.exporter_user_agent() or "")
+needs_lean_release = pytest.mark.skipif(
+    not LEAN_RELEASE,
+    reason="the lean exporter stands in for opentelemetry-exporter-otlp-proto-http 1.45 and newer only",
+)
+
+
+def lean_exporter() -> LeanSpanExporter:
+    """The lean exporter from the ``OTEL_*`` environment, whatever OTel exporter release is installed."""
+    settings = lean_settings(_otel_compat.exporter_user_agent() or "OTel-OTLP-Exporter-Python/1.45.2")
+    assert settings is not None
+    return LeanSpanExporter(settings)
+
+
+def _client(exporter: Any) -> Any:
+    """Where OTel's exporter keeps its timeout and headers: its HTTP client (newer releases), else itself."""
+    return getattr(exporter, "_client", exporter)
 
 
 header_names = st.sampled_from(["x-team", "Authorization", "x-api-key"])
@@ -116,6 +135,7 @@ def exporter_environments(draw: st.DrawFn, base_url: str) -> dict[str, str]:
     return variables
 
 
+@needs_lean_release
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_the_lean_exporter_sends_what_otels_sends(data: st.DataObject) -> None:
@@ -126,7 +146,7 @@ def test_the_lean_exporter_sends_what_otels_sends(data: st.DataObject) -> None:
         with environment(variables):
             lean = _otel_compat.otlp_span_exporter()
             reference = otels_exporter()
-            timeouts = (lean.settings.timeout_s, reference._client._timeout)
+            timeouts = (lean.settings.timeout_s, _client(reference)._timeout)
 
         # WHEN each exports the same spans
         results = [lean.export(spans), reference.export(spans)]
@@ -163,6 +183,8 @@ def test_a_setting_the_lean_exporter_does_not_follow_keeps_otels(variables: dict
             exporter = _otel_compat.otlp_span_exporter()
         except RuntimeError:  # the credential provider does not exist: OTel's exporter says so
             exporter = None
+        except ValueError:  # exporters before 1.45 refuse an unknown compression or timeout
+            exporter = None
 
     # THEN it is OTel's
     assert not isinstance(exporter, LeanSpanExporter)
@@ -170,6 +192,7 @@ def test_a_setting_the_lean_exporter_does_not_follow_keeps_otels(variables: dict
         exporter.shutdown()
 
 
+@needs_lean_release
 def test_spans_reach_the_collector_over_the_lean_path_with_headers_and_gzip() -> None:
     with OtlpReceiver() as receiver:
         # GIVEN the exporter built from OTEL_* for a plain-HTTP collector, with gzip and a header
@@ -195,7 +218,7 @@ def test_spans_reach_the_collector_over_the_lean_path_with_headers_and_gzip() ->
     assert received[0].events == [("retry", {"attempt": 2})]
     assert [h.get("x-team") for h in receiver.headers] == ["orders", "orders"]
     assert [h.get("Content-Encoding") for h in receiver.headers] == ["gzip", "gzip"]
-    assert {h.get("user-agent") for h in receiver.headers} == {otels_exporter()._client._headers["user-agent"]}
+    assert {h.get("user-agent") for h in receiver.headers} == {_client(otels_exporter())._headers["user-agent"]}
 
 
 @pytest.mark.parametrize("retry_after", ["0", "Wed, 21 Oct 2015 07:28:00 GMT"], ids=["seconds", "past date"])
@@ -204,7 +227,7 @@ def test_a_throttled_export_is_retried_after_the_collectors_retry_after(retry_af
     with RecordingCollector(statuses=(503, 429), retry_after=retry_after) as collector:
         with environment({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}"}):
             breaker = Breaker("otel")
-            exporter = GuardedSpanExporter(_otel_compat.otlp_span_exporter(), breaker)
+            exporter = GuardedSpanExporter(lean_exporter(), breaker)
 
         # WHEN spans are exported
         result = exporter.export(finished_spans("throttled"))
@@ -225,7 +248,7 @@ def test_a_retryable_answer_without_time_left_fails_the_export() -> None:
         }
         with environment(variables):
             breaker = Breaker("otel")
-            exporter = GuardedSpanExporter(_otel_compat.otlp_span_exporter(), breaker)
+            exporter = GuardedSpanExporter(lean_exporter(), breaker)
 
         # WHEN spans are exported
         result = exporter.export(finished_spans("late"))
@@ -242,7 +265,7 @@ def test_a_rejected_export_is_not_retried() -> None:
     # GIVEN a collector that rejects the request
     with RecordingCollector(statuses=(400,)) as collector:
         with environment({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}"}):
-            exporter = _otel_compat.otlp_span_exporter()
+            exporter = lean_exporter()
 
         # WHEN spans are exported, and again after shutdown
         results = [exporter.export(finished_spans("rejected"))]
@@ -252,3 +275,12 @@ def test_a_rejected_export_is_not_retried() -> None:
     # THEN the first fails after one request, the second without any
     assert results == [SpanExportResult.FAILURE] * 2
     assert len(collector.requests) == 1
+
+
+def test_the_lean_exporter_stands_in_only_for_the_exporter_releases_it_reproduces() -> None:
+    # GIVEN the user agents of OTel exporter releases before, at and after the first one it reproduces
+    # WHEN each is checked
+    # THEN only 1.45 and newer get the lean exporter (older ones parse OTEL_* differently: OTel's own sends)
+    agents = ["1.26.0", "1.44.0", "1.45.0", "1.45.2", "1.50.0", "2.0.0"]
+    assert [_otel_compat.lean_reproduces(f"OTel-OTLP-Exporter-Python/{v}") for v in agents] == [False] * 2 + [True] * 4
+    assert not _otel_compat.lean_reproduces("OTel-OTLP-Exporter-Python/unknown")

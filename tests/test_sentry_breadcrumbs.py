@@ -148,7 +148,7 @@ def test_a_handler_that_clears_the_scopes_breadcrumbs_makes_the_next_event_carry
     def clearing(record: Any) -> str:
         if record.body == "clear":
             crumb("before clear")
-            sentry_sdk.get_isolation_scope().clear_breadcrumbs()
+            sentry_sdk.Scope.get_isolation_scope().clear_breadcrumbs()
             crumb("after clear")
             return "cleared"
         return handler(record)

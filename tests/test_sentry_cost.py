@@ -140,7 +140,7 @@ def test_every_failure_of_a_batch_gets_the_source_context_of_its_frames(receiver
         return event
 
     sentry_sdk.init(dsn=receiver.dsn, default_integrations=False)
-    sentry_sdk.get_isolation_scope().add_event_processor(change_first)
+    sentry_sdk.Scope.get_isolation_scope().add_event_processor(change_first)
 
     # WHEN two records of one batch fail at the same line of this file's handler
     run(SentryMiddleware(), ["fail-a", "b", "fail-c"])

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from loopback_http import LoopbackServer, QuietHandler
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -23,7 +22,7 @@ from otlp_receiver import OtlpReceiver, closed_endpoint
 
 from observed_batch.breaker import Breaker
 from observed_batch.middleware import _otel_export as otel_export
-from observed_batch.middleware._otel_compat import _fail_fast_transport, otlp_span_exporter
+from observed_batch.middleware._otel_compat import otels_span_exporter, otlp_span_exporter
 from observed_batch.middleware._otel_export import DeferredSpanExporter, GuardedSpanExporter
 
 
@@ -45,12 +44,7 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
         yield running
 
 
-def otels_exporter() -> Any:
-    """OTel's exporter over our transport, as ``_otel_compat`` builds it for plain HTTP when ours is not equivalent."""
-    return OTLPSpanExporter(_transport=_fail_fast_transport())
-
-
-@pytest.fixture(params=[otlp_span_exporter, otels_exporter], ids=["lean", "otel"])
+@pytest.fixture(params=[otlp_span_exporter, otels_span_exporter], ids=["lean", "otel"])
 def make_exporter(request: pytest.FixtureRequest) -> Callable[[], Any]:
     factory: Callable[[], Any] = request.param
     return factory
