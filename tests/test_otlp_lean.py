@@ -104,6 +104,19 @@ def lean_exporter() -> LeanSpanExporter:
     return LeanSpanExporter(settings)
 
 
+def guarded_export(
+    collector: RecordingCollector, name: str, variables: dict[str, str]
+) -> tuple[SpanExportResult, Breaker]:
+    """One span exported to ``collector`` by the lean exporter behind its breaker, built from ``variables``
+    plus the collector's endpoint; the result and the breaker."""
+    with environment({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}", **variables}):
+        breaker = Breaker("otel")
+        exporter = GuardedSpanExporter(lean_exporter(), breaker)
+    result = exporter.export(finished_spans(name))
+    exporter.shutdown()
+    return result, breaker
+
+
 def _client(exporter: Any) -> Any:
     """Where OTel's exporter keeps its timeout and headers: its HTTP client (newer releases), else itself."""
     return getattr(exporter, "_client", exporter)
@@ -225,13 +238,8 @@ def test_spans_reach_the_collector_over_the_lean_path_with_headers_and_gzip() ->
 def test_a_throttled_export_is_retried_after_the_collectors_retry_after(retry_after: str) -> None:
     # GIVEN a collector that answers 503 then 429, each with a Retry-After that is due, then 200
     with RecordingCollector(statuses=(503, 429), retry_after=retry_after) as collector:
-        with environment({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}"}):
-            breaker = Breaker("otel")
-            exporter = GuardedSpanExporter(lean_exporter(), breaker)
-
         # WHEN spans are exported
-        result = exporter.export(finished_spans("throttled"))
-        exporter.shutdown()
+        result, breaker = guarded_export(collector, "throttled", {})
 
     # THEN they were sent three times, as OTel's exporter retries, and the export succeeded
     assert result is SpanExportResult.SUCCESS
@@ -242,17 +250,8 @@ def test_a_throttled_export_is_retried_after_the_collectors_retry_after(retry_af
 def test_a_retryable_answer_without_time_left_fails_the_export() -> None:
     # GIVEN a collector that answers 503 asking for a minute, and a timeout of one second
     with RecordingCollector(statuses=(503,), retry_after="60") as collector:
-        variables = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
-            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
-        }
-        with environment(variables):
-            breaker = Breaker("otel")
-            exporter = GuardedSpanExporter(lean_exporter(), breaker)
-
         # WHEN spans are exported
-        result = exporter.export(finished_spans("late"))
-        exporter.shutdown()
+        result, breaker = guarded_export(collector, "late", {"OTEL_EXPORTER_OTLP_TIMEOUT": "1"})
 
     # THEN it gives up at once (the wait would pass the timeout), the breaker opens and says why
     assert result is SpanExportResult.FAILURE
