@@ -7,9 +7,10 @@ leading fields, ``JSONRenderer(separators=(",", ":"))``) renders; ``JsonLines`` 
 
 ``PlainBackend``: a Lambda function that does not use structlog should not pay for importing it (the
 largest part of this middleware's cold start). While ``"structlog"`` is not in ``sys.modules`` at a batch
-start, the record context lives in our own ContextVar and is merged into our own lines only (nobody
-else can log through structlog); being ours, it holds the record's ``RecordFields``, whose fields the
-first line that needs them computes (a success writes none by default). From the first batch that
+start, only our own lines can carry the record context (nobody else can log through structlog): with the
+default options (no success lines) no per-record hook runs at all, a failure's line is built by
+``on_record_failed``; with success lines on, the context lives in our own ContextVar, holding the record's
+``RecordFields``, whose fields the first line that needs them computes. From the first batch that
 starts after the application imported structlog on, the structlog backend takes over, so the user's
 structlog lines carry the context.
 """
@@ -174,6 +175,11 @@ class PlainBackend:
         if self.structlog is not None:
             return self.structlog.logger()
         return self.private
+
+    def binds_records(self) -> bool:
+        """Whether records need the per-record hook this batch: only our own lines could read the context
+        bound in our ContextVar, and they get it handed; so only for success lines, or once structlog is in."""
+        return self.structlog is not None or self.middleware.log_success
 
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
         if self.structlog is not None:

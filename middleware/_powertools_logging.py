@@ -147,6 +147,10 @@ class PowertoolsBackend:
             lines = self.lines = _Lines(logger)
         return lines
 
+    def binds_records(self) -> bool:
+        """Always: the application's Logger lines carry the appended keys while the record runs."""
+        return True
+
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
         state: BatchState | None = record.batch.scratch.get(self.middleware)
         variable = self.variable

@@ -156,6 +156,10 @@ class StructlogBackend:
         bind = getattr(logger, "bind", None)
         return bind() if callable(bind) else logger
 
+    def binds_records(self) -> bool:
+        """Always: the application's structlog lines read the bound context while the record runs."""
+        return True
+
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
         state: BatchState | None = record.batch.scratch.get(self.middleware)
         variables = self.variables

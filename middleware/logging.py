@@ -2,7 +2,9 @@
 
 While a record runs, its context (``message_id``, ``event_source``, ``destination``, ``index``,
 ``receive_count``, ``fifo_group``, ``trace_id``/``span_id``) is bound where the function's own log
-calls pick it up, and unbound after the record (async records each run in their own context copy).
+calls pick it up, and unbound after the record (async records each run in their own context copy);
+while the application has not imported structlog only our own lines could read it, and by default
+(no success lines) no per-record hook runs at all (``_json_lines``).
 Per record: one ``record_failed`` error line per failure, an optional sampled ``record_processed``
 debug line per success, nothing for skipped records. Per invocation: one ``batch_summary`` line.
 
@@ -82,6 +84,8 @@ class LoggingMiddleware(Middleware):
     """Per-record bound context, one line per failure, one batch summary; structlog or Powertools Logger."""
 
     name = "logging"
+    #: A failure's line gives its ``duration_ms``, also when no record hook times it.
+    needs_durations = True
     #: Every option, declared once: validation (env, pyproject, code) and the docs come from here.
     OPTIONS: ClassVar[Options] = Options(
         Option(
@@ -236,10 +240,21 @@ class LoggingMiddleware(Middleware):
             self._backend.logger(), EVENT_SOURCES.get(batch.event_type), destination, system == "aws_sqs"
         )
         batch.scratch[self] = state
+        if not self._backend.binds_records():
+            # Nothing reads a record's context while it runs, and a success writes no line: no per-record
+            # hook at all, only the failures' lines (``on_record_failed``).
+            batch.skip_record_hooks(self, failures=True)
 
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
         """Replaced per instance by the backend's hook (see ``__init__``)."""
         return self._backend.wrap_record(record)  # type: ignore[no-any-return]  # pragma: no cover
+
+    def on_record_failed(self, record: RecordContext) -> None:
+        """A failure's line when no record hook runs (``binds_records``): written where the record's hook
+        would resume, with the context of that moment (the record's: trace ids included)."""
+        state: BatchState | None = record.batch.scratch.get(self)
+        if state is not None:
+            self.after(record, state)
 
     def after(
         self, record: RecordContext, state: BatchState, context: RecordFields | dict[str, Any] | None = None

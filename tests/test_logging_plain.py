@@ -280,7 +280,8 @@ def test_async_records_keep_their_own_context(capsys: pytest.CaptureFixture[str]
             raise ValueError("declined")
         return "ok"
 
-    processor = AsyncBatchProcessor(EventType.SQS, middleware=[LoggingMiddleware()])
+    # and success lines on (so the record context is bound while each record runs)
+    processor = AsyncBatchProcessor(EventType.SQS, middleware=[LoggingMiddleware(level="debug", log_success=True)])
     # WHEN the batch is processed concurrently
     response = async_process_partial_response(sqs_event(count), handler, processor)
     # THEN every record saw its own context throughout, the failure lines name their records, and nothing
@@ -309,41 +310,58 @@ def _keeping_contexts(kept: dict[int, RecordFields]) -> Callable[[Any], str]:
     return handler
 
 
+def _failing_odd(bound: dict[int, Any]) -> Callable[[Any], str]:
+    """A handler that notes what is bound in our ContextVar while it runs and fails odd records."""
+
+    def handler(record: Any) -> str:
+        index = int(record.attributes.sent_timestamp) % 1000
+        bound[index] = RECORD_CONTEXT.get()
+        if index % 2:
+            raise ValueError("declined")
+        return "ok"
+
+    return handler
+
+
 @pytest.mark.usefixtures("without_structlog")
-def test_a_success_without_a_line_computes_no_fields(capsys: pytest.CaptureFixture[str]) -> None:
-    # GIVEN the default options (no success lines) and a batch where every second record fails
-    kept: dict[int, RecordFields] = {}
+def test_by_default_records_run_without_a_hook_and_failure_lines_carry_their_context(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN the default options (no success lines, structlog not imported) and every second record failing
+    bound: dict[int, Any] = {}
+    event = sqs_event(6)
     processor = BatchProcessor(EventType.SQS, middleware=[LoggingMiddleware()])
     # WHEN it is processed
-    process_partial_response(sqs_event(6), _keeping_contexts(kept), processor)
-    # THEN only the failed records' fields were computed (for their record_failed lines), the successes'
-    # never, and each failure line carries its record's context
-    assert {index: context.computed for index, context in kept.items()} == {i: bool(i % 2) for i in range(6)}
+    process_partial_response(event, _failing_odd(bound), processor)
+    # THEN no record context was bound while records ran (nothing could read it: no per-record hook at all),
+    # and each failure line carries its own record's context and duration
+    assert bound == dict.fromkeys(range(6))
     failed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"record_failed"' in line]
     assert [(line["index"], line["message_id"]) for line in failed] == [
-        (i, kept[i].record.message_id) for i in (1, 3, 5)
+        (i, event["Records"][i]["messageId"]) for i in (1, 3, 5)
     ]
     assert all(line["event_source"] == "aws:sqs" and line["receive_count"] == 1 for line in failed)
+    assert all(line["duration_ms"] > 0 for line in failed)
 
 
 @pytest.mark.usefixtures("without_structlog")
-def test_async_records_compute_their_own_fields_when_their_line_is_written(capsys: pytest.CaptureFixture[str]) -> None:
+def test_async_failure_lines_carry_their_own_records_context(capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN async handlers that interleave (the earlier a record starts, the later it ends), odd ones failing
-    kept: dict[int, RecordFields] = {}
-    keep = _keeping_contexts(kept)
+    bound: dict[int, Any] = {}
+    keep = _failing_odd(bound)
 
     async def handler(record: Any) -> str:
         await asyncio.sleep((5 - int(record.attributes.sent_timestamp) % 1000) * 0.002)
         return keep(record)
 
+    event = sqs_event(5)
     processor = AsyncBatchProcessor(EventType.SQS, middleware=[LoggingMiddleware()])
     # WHEN the batch is processed concurrently
-    async_process_partial_response(sqs_event(5), handler, processor)
-    # THEN each failure line carries its own record's context, computed then; the successes' never were
-    assert {index: context.computed for index, context in kept.items()} == {i: bool(i % 2) for i in range(5)}
+    async_process_partial_response(event, handler, processor)
+    # THEN each failure line carries its own record's context
     failed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"record_failed"' in line]
     assert sorted((line["index"], line["message_id"]) for line in failed) == [
-        (i, kept[i].record.message_id) for i in (1, 3)
+        (i, event["Records"][i]["messageId"]) for i in (1, 3)
     ]
 
 
@@ -367,11 +385,13 @@ def test_success_lines_compute_the_fields_once_per_record(capsys: pytest.Capture
 
 
 @pytest.mark.usefixtures("without_structlog")
+@pytest.mark.parametrize("log_success", [False, True], ids=["no-record-hook", "context-bound"])
 def test_a_span_the_handler_starts_does_not_leak_its_ids_into_the_records_lines(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], log_success: bool
 ) -> None:
     # GIVEN tracing before logging (each record has its own span), and a handler that writes a line of ours
-    # inside a child span it starts (the first line of the record: it computes the fields) and then fails
+    # inside a child span it starts (the first line of the record: it computes the fields) and then fails;
+    # by default no record context is bound (that line has none), with success lines on it is
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -392,7 +412,7 @@ def test_a_span_the_handler_starts_does_not_leak_its_ids_into_the_records_lines(
     processor = BatchProcessor(
         EventType.SQS,
         raise_on_entire_batch_failure=False,
-        middleware=[TracingMiddleware(tracer_provider=provider), LoggingMiddleware()],
+        middleware=[TracingMiddleware(tracer_provider=provider), LoggingMiddleware(log_success=log_success)],
     )
     # WHEN two records are processed
     process_partial_response(sqs_event(2), handler, processor)
@@ -409,7 +429,9 @@ def test_a_span_the_handler_starts_does_not_leak_its_ids_into_the_records_lines(
     }
     children = {format(span.context.span_id, "016x") for span in spans if span.name == "child"}
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"message_id"' in line]
-    assert [line["event"] for line in lines] == ["inside_child", "record_failed"] * 2
+    assert [line["event"] for line in lines] == (
+        ["inside_child", "record_failed"] if log_success else ["record_failed"]
+    ) * 2
     assert len(ids) == 2
     assert len(children) == 2
     assert all((line["trace_id"], line["span_id"]) == ids[line["message_id"]] for line in lines)
