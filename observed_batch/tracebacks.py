@@ -13,11 +13,14 @@ import builtins
 import linecache
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
+from types import CodeType, TracebackType
 
 __all__ = ["format_exception", "safe_str", "type_name"]
 
 _MAX_FRAMES = 64
+#: Formatted frames by (code object, line): bounded, cleared when full.
+_MAX_KNOWN_FRAMES = 512
+_FRAMES: dict[tuple[CodeType, int | None], str] = {}
 _MAX_CHAIN = 8
 #: As Python's own traceback module: sub-exceptions shown per group, and group nesting depth.
 _MAX_GROUP_WIDTH = 15
@@ -73,11 +76,7 @@ def _format(exc: BaseException, tb: TracebackType | None, message: Callable[[Bas
             frames: deque[str] = deque(maxlen=_MAX_FRAMES)
             walked = 0
             while error_tb is not None:
-                code = error_tb.tb_frame.f_code
-                lineno = error_tb.tb_lineno
-                source = linecache.getline(code.co_filename, lineno).strip() if lineno else ""
-                frame = f'  File "{code.co_filename}", line {lineno}, in {code.co_name}\n'
-                frames.append(f"{frame}    {source}\n" if source else frame)
+                frames.append(_frame(error_tb.tb_frame.f_code, error_tb.tb_lineno))
                 walked += 1
                 error_tb = error_tb.tb_next
             if walked > _MAX_FRAMES:
@@ -92,6 +91,20 @@ def _format(exc: BaseException, tb: TracebackType | None, message: Callable[[Bas
             parts.append(_group(error, message, depth))
         parts.append(next_link)
     return "".join(parts).rstrip("\n")
+
+
+def _frame(code: CodeType, lineno: int | None) -> str:
+    """A frame's two lines, formatted once per code location (failures of a batch share most of theirs)."""
+    key = (code, lineno)
+    text = _FRAMES.get(key)
+    if text is None:
+        source = linecache.getline(code.co_filename, lineno).strip() if lineno else ""
+        frame = f'  File "{code.co_filename}", line {lineno}, in {code.co_name}\n'
+        text = f"{frame}    {source}\n" if source else frame
+        if len(_FRAMES) >= _MAX_KNOWN_FRAMES:
+            _FRAMES.clear()
+        _FRAMES[key] = text
+    return text
 
 
 def _group(group: BaseException, message: Callable[[BaseException], str], depth: int) -> str:

@@ -189,6 +189,22 @@ def test_our_time_stamps_are_structlogs() -> None:
     assert datetime.datetime.fromisoformat(ours.replace("Z", "+00:00")).tzinfo == datetime.timezone.utc
 
 
+@pytest.mark.parametrize("micro", [0, 1, 999_999])
+def test_our_time_stamps_are_datetimes_isoformat(monkeypatch: pytest.MonkeyPatch, micro: int) -> None:
+    # GIVEN a clock at a whole second, or a fraction past one, with a line stamped the second before
+    from observed_batch.middleware import _json_lines
+
+    second = 1_795_000_000
+    monkeypatch.setattr(_json_lines.time, "time_ns", lambda: (second - 1) * 10**9)
+    timestamp()
+    monkeypatch.setattr(_json_lines.time, "time_ns", lambda: second * 10**9 + micro * 1000 + 999)
+    # WHEN ours stamps a line
+    ours = timestamp()
+    # THEN it is what structlog's stamper writes: datetime's isoformat in UTC with a Z (no fraction on a whole second)
+    at = datetime.datetime.fromtimestamp(second, tz=datetime.timezone.utc) + datetime.timedelta(microseconds=micro)
+    assert ours == at.isoformat().replace("+00:00", "Z")
+
+
 def test_nan_and_infinity_are_written_as_structlog_writes_them() -> None:
     # GIVEN non-finite floats in a line
     fields = {"a": math.nan, "b": math.inf, "c": -math.inf}
