@@ -11,9 +11,10 @@ reads either), with the SDK's ``User-Agent`` and ``X-Sentry-Auth`` headers. ``ht
 ``ssl.create_default_context`` and the CA bundle the SDK picks (``ca_certs``, ``SSL_CERT_FILE``,
 ``REQUESTS_CA_BUNDLE``, certifi).
 
-Every wait is bounded by the flush's timeout. A refused connection, failed handshake or timeout drops the
-rest of that flush (``on_dropped_event("network")`` and ``record_lost_event("network_error")`` per envelope,
-which opens the middleware's breaker); a 5xx or other error status drops that envelope as the SDK does.
+Every wait is bounded by the flush's timeout. A refused connection, failed handshake, timeout or 5xx answer
+drops that envelope and the rest of that flush, untried (``on_dropped_event("network")`` or
+``("status_5xx")`` and ``record_lost_event("network_error")`` per envelope, which opens the middleware's
+breaker); another error status drops that envelope, as the SDK does.
 Rate limits (``X-Sentry-Rate-Limits``, or ``429`` with ``Retry-After``, 60 s without) are honoured as the
 SDK honours them: envelopes of a limited category are dropped until the limit ends and counted
 (``ratelimit_backoff``), never retried. Counts of lost events go out as a client report with the next
@@ -156,10 +157,12 @@ class LeanSentryTransport(Transport):
                 if callback is not None and time.monotonic() - started > _CALLBACK_AFTER_S:
                     callback(len(batch) - index, timeout)
                     callback = None
-                if not self._send(envelope, deadline):
-                    # Unreachable: what is left of this flush is dropped, not tried (the breaker takes over).
+                failure = self._send(envelope, deadline)
+                if failure is not None:
+                    # Sentry is unreachable or failing: the rest of this flush is dropped, not tried (the breaker
+                    # takes over from here).
                     for rest in batch[index + 1 :]:
-                        self._lose(rest.items, "network", "network_error")
+                        self._lose(rest.items, failure, "network_error")
                     return
 
     def kill(self) -> None:
@@ -203,11 +206,12 @@ class LeanSentryTransport(Transport):
         return None
 
     # -- sending ----------------------------------------------------------------------------------------
-    def _send(self, envelope: Envelope, deadline: float) -> bool:
-        """One envelope, what rate limits leave of it; False when Sentry could not be reached."""
+    def _send(self, envelope: Envelope, deadline: float) -> str | None:
+        """One envelope, what rate limits leave of it; the drop reason when Sentry could not take it
+        (unreachable, timed out, 5xx), which ends the flush."""
         items = list(self._allowed(envelope.items))
         if not items:
-            return True
+            return None
         report = self._client_report()
         if report is not None:
             items.append(report)
@@ -228,9 +232,9 @@ class LeanSentryTransport(Transport):
         except Exception as error:  # EndpointUnreachable above all; a CA bundle that does not load
             sdk_logger.warning("Sentry unreachable, envelope dropped: %s", error)
             self._lose(envelope.items, "network", "network_error")
-            return False
+            return "network"
         self._handle(answer, envelope.items)
-        return True
+        return f"status_{answer.status}" if answer.status >= 500 else None
 
     def _allowed(self, items: list[Item]) -> Iterator[Item]:
         now = datetime.now(timezone.utc)
