@@ -347,3 +347,13 @@ def test_a_request_that_would_inject_lines_is_refused_as_http_client_refuses_it(
     # THEN it is refused before any connection (ValueError, as http.client raises)
     with pytest.raises(ValueError, match=r"Invalid header|control characters"):
         KeptAliveConnection().request("POST", url, headers=headers, timeout=5, data=b"")
+
+
+def test_an_https_url_needs_the_callers_tls_context() -> None:
+    # GIVEN a connection built without an ssl_context (this module never imports ssl itself)
+    connection = KeptAliveConnection()
+
+    # WHEN it is asked for an https URL
+    # THEN it refuses before connecting, instead of speaking plain HTTP to a TLS port
+    with pytest.raises(ValueError, match="ssl_context"):
+        connection.request("POST", "https://127.0.0.1:9/v1/traces", headers={}, timeout=1.0, data=b"")

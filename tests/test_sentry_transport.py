@@ -149,6 +149,20 @@ def test_the_applications_events_queued_in_a_batch_without_failures_are_flushed(
     assert [event.get("message") for event in receiver.events()][-1] == "seen"
 
 
+def test_an_instance_built_with_a_dsn_is_accepted_too(receiver: SentryReceiver) -> None:
+    # GIVEN the transport passed as an instance built with the DSN (the SDK uses an instance as it is)
+    transport = LeanSentryTransport({"dsn": receiver.dsn})
+
+    # WHEN the application captures a message and flushes
+    sentry_sdk.init(dsn=receiver.dsn, default_integrations=False, transport=transport)
+    sentry_sdk.capture_message("by instance")
+    sentry_sdk.flush(timeout=2.0)
+
+    # THEN that instance sent it
+    assert sentry_sdk.get_client().transport is transport
+    assert [event["message"] for event in receiver.events()] == ["by instance"]
+
+
 def test_a_flush_with_nothing_queued_does_nothing(receiver: SentryReceiver) -> None:
     # GIVEN the lean transport with nothing captured
     sentry_sdk.init(dsn=receiver.dsn, default_integrations=False, transport=LeanSentryTransport)
