@@ -149,7 +149,10 @@ class LeanSentryTransport(Transport):
         if timeout <= 0 or not self._queue:
             return
         deadline = time.monotonic() + timeout
-        with self._sending:
+        # Another thread's flush holds the connection: wait for it no longer than this flush may take.
+        if not self._sending.acquire(timeout=timeout):
+            return
+        try:
             with self._lock:
                 batch, self._queue = self._queue, []
             started = time.monotonic()
@@ -164,6 +167,8 @@ class LeanSentryTransport(Transport):
                     for rest in batch[index + 1 :]:
                         self._lose(rest.items, failure, "network_error")
                     return
+        finally:
+            self._sending.release()
 
     def kill(self) -> None:
         with self._lock:
@@ -216,7 +221,11 @@ class LeanSentryTransport(Transport):
         if report is not None:
             items.append(report)
         envelope = Envelope(headers=envelope.headers, items=items)
-        body = envelope.serialize()
+        try:
+            body = envelope.serialize()
+        except Exception as error:  # as the SDK's worker, which sends inside capture_internal_exceptions
+            sdk_logger.error("Internal error in sentry_sdk: envelope not serialisable: %r", error)
+            return None
         headers = self._headers
         if len(body) > COMPRESS_FROM_BYTES:
             import gzip

@@ -163,6 +163,22 @@ def test_an_instance_built_with_a_dsn_is_accepted_too(receiver: SentryReceiver) 
     assert [event["message"] for event in receiver.events()] == ["by instance"]
 
 
+def test_a_large_envelope_is_sent_gzipped(receiver: SentryReceiver) -> None:
+    # GIVEN an event carrying 100 breadcrumbs of 900 characters (about 90 KB)
+    sentry_sdk.init(dsn=receiver.dsn, default_integrations=False, transport=LeanSentryTransport)
+    for index in range(100):
+        sentry_sdk.add_breadcrumb(message=f"{index:03d}" + "x" * 897)
+
+    # WHEN it is captured and flushed
+    sentry_sdk.capture_message("large")
+    sentry_sdk.flush(timeout=2.0)
+
+    # THEN it arrived whole, compressed
+    (event,) = receiver.events()
+    assert len(event["breadcrumbs"]["values"]) == 100
+    assert receiver.request_headers[0]["Content-Encoding"] == "gzip"
+
+
 def test_a_flush_with_nothing_queued_does_nothing(receiver: SentryReceiver) -> None:
     # GIVEN the lean transport with nothing captured
     sentry_sdk.init(dsn=receiver.dsn, default_integrations=False, transport=LeanSentryTransport)
