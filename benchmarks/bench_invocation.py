@@ -10,8 +10,11 @@ Rows (issue 22's table):
 - 10 records, all failing, Sentry only: 10 captured events per invocation, next to the Powertools docs'
   ``failure_handler`` + ``sentry_sdk.capture_exception`` with the same options (frame locals off), so a
   gain is ours and not a dropped feature; once with the application's ``sentry_sdk.init`` (SDK defaults),
-  once with the client the middleware initialises from ``SENTRY_DSN``. "SDK sending only" is the floor:
-  the same 10 envelopes, built beforehand, only sent and flushed by the SDK's transport.
+  once with the client the middleware initialises from ``SENTRY_DSN`` (whose transport is
+  ``LeanSentryTransport``). "SDK sending only" is the SDK's floor: the same 10 envelopes, built beforehand,
+  only sent and flushed by the SDK's transport (``HttpTransport``); "lean transport sending only" the same
+  through ``LeanSentryTransport``;
+- 10 records, 1 failing, with the client the middleware initialises from ``SENTRY_DSN``.
 
 Each sample times ``--inner`` invocations of every variant, interleaved (A B C A B C ...), and divides by
 ``--inner``; the row reports the median over samples of (variant - bare in the same sample): "added ms".
@@ -50,10 +53,14 @@ GOALS = {
     ("10 records, 1 failing", "metrics+sentry+logging"): 1.5,
     ("10 records, 1 failing", "all five"): 1.5,
     ("10 records, all failing: 10 Sentry events", "sentry middleware"): 10.0,
+    ("10 records, all failing: 10 Sentry events, Sentry initialised from SENTRY_DSN", "sentry middleware"): 10.0,
+    ("10 records, 1 failing, Sentry initialised from SENTRY_DSN", "metrics+sentry+logging"): 1.5,
+    ("10 records, 1 failing, Sentry initialised from SENTRY_DSN", "all five"): 1.5,
 }
 SENTRY_ROW = "10 records, all failing: 10 Sentry events"
 #: The same, with the client the middleware initialises from ``SENTRY_DSN`` (the integrations it leaves out).
 SENTRY_DSN_ROW = "10 records, all failing: 10 Sentry events, Sentry initialised from SENTRY_DSN"
+ONE_FAILING_DSN_ROW = "10 records, 1 failing, Sentry initialised from SENTRY_DSN"
 
 
 def _event(failing: int) -> dict[str, Any]:
@@ -124,29 +131,39 @@ def _null_client(sink: Callable[[Any], None] = lambda envelope: None) -> Any:
     return client
 
 
-def _sending_only(event: dict[str, Any]) -> Invoke:
-    """The SDK's transport alone: the envelopes of the row's 10 events, built once beforehand with the global
-    client's options, then per invocation handed to its transport and flushed (what no integration avoids)."""
-    import sentry_sdk
+def _sending_only(transport: str) -> Callable[[dict[str, Any]], Invoke]:
+    """A transport alone: the envelopes of the row's 10 events, built once beforehand with the global client's
+    options, then per invocation handed to ``transport`` (the SDK's ``HttpTransport`` or ours) and flushed."""
 
-    envelopes: list[Any] = []
-    builder = _null_client(envelopes.append)
-    builder.options["include_local_variables"] = False
-    with sentry_sdk.new_scope() as scope:
-        scope.set_client(builder)
-        for record in event["Records"]:
-            try:
-                handler(SimpleNamespace(body=record["body"]))
-            except ValueError as error:
-                sentry_sdk.capture_exception(error)
-    client = sentry_sdk.get_client()
+    def build(event: dict[str, Any]) -> Invoke:
+        import sentry_sdk
+        from sentry_sdk.transport import HttpTransport
 
-    def invoke() -> None:
-        for envelope in envelopes:
-            client.transport.capture_envelope(envelope)  # type: ignore[union-attr]
-        client.flush(2.0)
+        from observed_batch.middleware import LeanSentryTransport
 
-    return invoke
+        envelopes: list[Any] = []
+        builder = _null_client(envelopes.append)
+        builder.options["include_local_variables"] = False
+        with sentry_sdk.new_scope() as scope:
+            scope.set_client(builder)
+            for record in event["Records"]:
+                try:
+                    handler(SimpleNamespace(body=record["body"]))
+                except ValueError as error:
+                    sentry_sdk.capture_exception(error)
+        options = sentry_sdk.get_client().options
+        transport_class = HttpTransport if transport == "sdk" else LeanSentryTransport
+        client = sentry_sdk.Client(**{name: options[name] for name in _CLIENT_OPTIONS}, transport=transport_class)
+        assert type(client.transport) is transport_class
+
+        def invoke() -> None:
+            for envelope in envelopes:
+                client.transport.capture_envelope(envelope)  # type: ignore[union-attr]
+            client.flush(2.0)
+
+        return invoke
+
+    return build
 
 
 def _hand_rolled_unsent(event: dict[str, Any]) -> Invoke:
@@ -201,14 +218,19 @@ def rows() -> list[tuple[str, int, dict[str, Callable[[dict[str, Any]], Invoke]]
         ),
         "capture_exception, events built, not sent": _hand_rolled_unsent,
         "sentry middleware, events built, not sent": _sentry_unsent,
-        "SDK sending only (the same envelopes, built beforehand)": _sending_only,
+        "SDK sending only (the same envelopes, built beforehand)": _sending_only("sdk"),
     }
-    sentry_dsn = {**sentry, "sentry + logging (Powertools Logger backend)": _sentry_powertools_logging}
+    sentry_dsn = {
+        **sentry,
+        "lean transport sending only (the same envelopes)": _sending_only("lean"),
+        "sentry + logging (Powertools Logger backend)": _sentry_powertools_logging,
+    }
     return [
         ("10 records, none failing", 0, common),
         ("10 records, 1 failing", 1, common),
         (SENTRY_ROW, SIZE, sentry),
         (SENTRY_DSN_ROW, SIZE, sentry_dsn),
+        (ONE_FAILING_DSN_ROW, 1, common),
     ]
 
 

@@ -1,7 +1,8 @@
 """Built-in middlewares, installed as ``observed_batch.middleware``.
 
 Classes load on first attribute access so that importing this package never imports a backend
-(opentelemetry, sentry_sdk, structlog) that is not used.
+(opentelemetry, sentry_sdk, structlog) that is not used. ``LeanSentryTransport`` is the Sentry transport
+applications may pass to ``sentry_sdk.init(transport=...)`` (see docs/middleware/sentry.md).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "LeanSentryTransport",
     "LoggingMiddleware",
     "MetricsMiddleware",
     "RetryPolicyMiddleware",
@@ -20,6 +22,7 @@ __all__ = [
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from observed_batch.middleware._sentry_transport import LeanSentryTransport
     from observed_batch.middleware.logging import LoggingMiddleware
     from observed_batch.middleware.metrics import MetricsMiddleware
     from observed_batch.middleware.retry_policy import RetryPolicyMiddleware
@@ -32,6 +35,10 @@ if TYPE_CHECKING:  # pragma: no cover
 def __getattr__(attribute: str) -> Any:
     # The registry (observed_batch.config.BUILTINS) says which module holds each class; ``__all__`` stays a
     # literal for type checkers and star imports (a test keeps the two equal).
+    if attribute == "LeanSentryTransport":
+        from ._sentry_transport import LeanSentryTransport
+
+        return LeanSentryTransport
     from observed_batch.config import BUILTINS, builtin_class
 
     name = next((name for name, builtin in BUILTINS.items() if builtin.cls == attribute), None)

@@ -14,13 +14,13 @@ the caller then takes no shortcut).
   or timeout, 1.26 an integer-only timeout) and send other bytes, so with them OTel's own exporter sends.
 - anything else gets OTel's ``OTLPSpanExporter``, with everything it reads from ``OTEL_EXPORTER_OTLP_*``.
   Over plain HTTP with a setting the lean exporter leaves to OTel (certificates, credential providers, the
-  exporter's own metrics), it sends through ``FailFastTransport`` over ``_otlp_connection``
+  exporter's own metrics), it sends through ``FailFastTransport`` over ``_http_connection``
   (``OTLPSpanExporter(_transport=...)`` and ``opentelemetry.exporter.http.transport._base.BaseHTTPTransport``
   are private; checked on opentelemetry-exporter-otlp-proto-http 1.45.2 with
   opentelemetry-exporter-http-transport 0.66b2). HTTPS endpoints and proxies keep going through
   ``requests`` (its CA bundle and proxy rules), as do older exporters without pluggable transports.
 
-Every way, a refused connection or a timeout fails the export at once (``CollectorUnreachable``, which no
+Every way, a refused connection or a timeout fails the export at once (``EndpointUnreachable``, which no
 exporter retries): a dead collector costs an invocation milliseconds, not the exporter's backoff.
 """
 
@@ -81,7 +81,7 @@ def otels_span_exporter() -> Any:
 
 
 def _plain_http() -> bool:
-    """True when the exporter will send over plain HTTP without a proxy (what ``_otlp_connection`` does alike)."""
+    """True when the exporter will send over plain HTTP without a proxy (what ``_http_connection`` does alike)."""
     endpoint = urlsplit(next((os.environ[v] for v in _ENDPOINT_VARIABLES if os.environ.get(v)), "http://").strip())
     # Credentials in the URL are requests' to send (basic auth), as are proxies.
     plain = endpoint.scheme == "http" and endpoint.username is None
@@ -109,24 +109,24 @@ def lean_reproduces(user_agent: str) -> bool:
 
 
 def fail_fast_session() -> Any:
-    """A ``requests.Session`` that turns connection errors and timeouts into ``CollectorUnreachable``.
+    """A ``requests.Session`` that turns connection errors and timeouts into ``EndpointUnreachable``.
     A connection dropped by the collector (a stale keep-alive) is tried once more first."""
     import requests
 
-    from ._otlp_connection import CollectorUnreachable
+    from ._http_connection import EndpointUnreachable
 
     class FailFastSession(requests.Session):
         def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
             try:
                 return super().request(method, url, *args, **kwargs)
             except requests.exceptions.Timeout as exc:
-                raise CollectorUnreachable(f"no answer from {url!s} ({type(exc).__name__})") from None
+                raise EndpointUnreachable(f"no answer from {url!s} ({type(exc).__name__})") from None
             except requests.exceptions.ConnectionError:
                 pass
             try:
                 return super().request(method, url, *args, **kwargs)
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                raise CollectorUnreachable(f"cannot connect to {url!s} ({type(exc).__name__})") from None
+                raise EndpointUnreachable(f"cannot connect to {url!s} ({type(exc).__name__})") from None
 
     return FailFastSession()
 
@@ -134,7 +134,7 @@ def fail_fast_session() -> Any:
 def _fail_fast_transport() -> Any:
     from opentelemetry.exporter.http.transport._base import BaseHTTPResult, BaseHTTPTransport
 
-    from ._otlp_connection import CollectorUnreachable, KeptAliveConnection
+    from ._http_connection import EndpointUnreachable, KeptAliveConnection
 
     @dataclass(frozen=True, slots=True)
     class Result(BaseHTTPResult):
@@ -164,12 +164,12 @@ def _fail_fast_transport() -> Any:
         ) -> BaseHTTPResult:
             try:
                 answer = self._connection.request(method, url, headers=headers or {}, timeout=timeout, data=data)
-            except CollectorUnreachable as exc:
+            except EndpointUnreachable as exc:
                 return Result(error=exc)
             return Result(answer.status, answer.reason, None, answer.body, answer.headers)
 
         def is_connection_error(self, exception: Exception | None) -> bool:
-            # Ours are final (CollectorUnreachable): a stale keep-alive was already tried again.
+            # Ours are final (EndpointUnreachable): a stale keep-alive was already tried again.
             return False
 
         def close(self) -> None:

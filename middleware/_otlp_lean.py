@@ -18,7 +18,6 @@ and metrics-API imports (``_otlp_encode`` writes the protobuf bytes by hand).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import threading
@@ -29,8 +28,8 @@ from urllib.parse import urlsplit
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ._http_connection import KeptAliveConnection, retry_after
 from ._otel_compat import PROXY_VARIABLES
-from ._otlp_connection import KeptAliveConnection, Response
 from ._otlp_encode import encode_spans
 
 __all__ = ["LeanSettings", "LeanSpanExporter", "lean_settings"]
@@ -167,7 +166,7 @@ class LeanSpanExporter(SpanExporter):
                     timeout=max(deadline - time.time(), 0.0),
                     data=data,
                 )
-            except Exception as error:  # CollectorUnreachable above all: not retried
+            except Exception as error:  # EndpointUnreachable above all: not retried
                 logger.error("Failed to export %s batch code: %s, reason: %s", "spans", None, error)
                 return False
             if 200 <= answer.status < 400:
@@ -177,9 +176,9 @@ class LeanSpanExporter(SpanExporter):
                     "Failed to export %s batch code: %s, reason: %s", "spans", answer.status, answer.reason or "unknown"
                 )
                 return False
-            retry_after = _retry_after(answer)
-            if retry_after is not None:
-                backoff = retry_after
+            server_says = retry_after(answer.headers)
+            if server_says is not None:
+                backoff = server_says
             if attempt + 1 == _MAX_TRIES or backoff > deadline - time.time() or self._shutdown.is_set():
                 logger.error("Failed to export %s batch due to timeout, max retries or shutdown.", "spans")
                 return False
@@ -204,27 +203,3 @@ class LeanSpanExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered in this exporter."""
         return True
-
-
-def _retry_after(answer: Response) -> float | None:
-    """The ``Retry-After`` header in seconds (a number, or an HTTP date), as OTel's client reads it."""
-    value = answer.headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(seconds, 0.0) if math.isfinite(seconds) else None
-    from datetime import timezone
-    from email.utils import parsedate_to_datetime
-
-    try:
-        retry_at = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if retry_at.tzinfo is None:
-        retry_at = retry_at.replace(tzinfo=timezone.utc)
-    return max(retry_at.timestamp() - time.time(), 0.0)

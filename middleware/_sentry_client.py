@@ -7,8 +7,11 @@ application already did either. When we initialise it, it is with what a batch c
 import botocore and friends: ~600 ms), no default ones (``modules`` alone is half of every event's
 serialisation), and no events from ``logging.error`` lines: a failed record is one event, ours, within
 ``max_events_per_batch``; an error line (the ``logging`` middleware's ``record_failed`` through a Powertools
-Logger, or the handler's own) would be a second event per failure, outside the cap. An application that
-wants more calls ``sentry_sdk.init`` itself, and that client is used.
+Logger, or the handler's own) would be a second event per failure, outside the cap. Its transport is
+``LeanSentryTransport`` (``_sentry_transport``: sent by the middleware's flush on the calling thread, no
+worker thread) unless the middleware never flushes (``flush_timeout_ms=0``: then the SDK's transport sends in
+the background) or the options need what only the SDK's transport does (a proxy, a client certificate...).
+An application that wants more calls ``sentry_sdk.init`` itself, and that client is used.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "check_dsn",
     "init_from_environment",
     "init_options",
+    "queued",
 ]
 
 logger = logging.getLogger("observed_batch")
@@ -53,6 +57,12 @@ def breaker_for(client: BaseClient) -> Breaker:
         breaker = _BREAKERS[client] = Breaker(BACKEND)
         watch_transport(client, breaker)
     return breaker
+
+
+def queued(client: BaseClient) -> int:
+    """Envelopes a ``LeanSentryTransport`` holds for the next flush (0 for any other transport)."""
+    pending: int = getattr(client.transport, "pending", 0)
+    return pending
 
 
 def can_send(client: BaseClient) -> bool:
@@ -78,10 +88,11 @@ def check_dsn(dsn: str) -> None:
         raise ConfigError(f"SENTRY_DSN is not a usable Sentry DSN: {dsn!r} has no numeric project id")
 
 
-def init_options(dsn: str) -> dict[str, Any]:
+def init_options(dsn: str, *, lean_transport: bool = True) -> dict[str, Any]:
     """What ``init_from_environment`` passes to ``sentry_sdk.init``: ``SENTRY_DSN`` / ``SENTRY_ENVIRONMENT`` /
     ``SENTRY_RELEASE``; ``logging`` (breadcrumbs from ``INFO``, no events) and ``dedupe`` as the only
-    integrations. The benchmarks build their clients from it too (``capture_exception`` under the same options)."""
+    integrations; ``LeanSentryTransport`` when ``lean_transport``. The benchmarks build their clients from it
+    too (``capture_exception`` under the same options)."""
     from sentry_sdk.integrations.dedupe import DedupeIntegration
     from sentry_sdk.integrations.logging import LoggingIntegration
 
@@ -91,6 +102,10 @@ def init_options(dsn: str) -> dict[str, Any]:
         "auto_enabling_integrations": False,
         "integrations": [LoggingIntegration(event_level=None), DedupeIntegration()],
     }
+    if lean_transport:
+        from ._sentry_transport import LeanSentryTransport
+
+        options["transport"] = LeanSentryTransport
     for option, variable in (("environment", "SENTRY_ENVIRONMENT"), ("release", "SENTRY_RELEASE")):
         value = os.environ.get(variable, "").strip()
         if value:
@@ -98,10 +113,10 @@ def init_options(dsn: str) -> dict[str, Any]:
     return options
 
 
-def init_from_environment(dsn: str) -> BaseClient:
+def init_from_environment(dsn: str, *, lean_transport: bool = True) -> BaseClient:
     """``sentry_sdk.init`` from ``SENTRY_DSN`` / ``SENTRY_ENVIRONMENT`` / ``SENTRY_RELEASE``, lean."""
     import sentry_sdk
 
-    sentry_sdk.init(**init_options(dsn))
+    sentry_sdk.init(**init_options(dsn, lean_transport=lean_transport))
     client: BaseClient = sentry_sdk.get_client()
     return client

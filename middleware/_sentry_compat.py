@@ -13,17 +13,28 @@ the scope only ever calls ``append``, ``popleft`` (past ``max_breadcrumbs``), ``
 (``update_from_scope``, ``_apply_breadcrumbs_to_event``) and ``copy`` (``Scope.__copy__``, when a scope is
 forked) on it, and replaces it with a plain ``deque`` in ``clear_breadcrumbs``. 2.0.0 has no
 ``_n_breadcrumbs_truncated`` (then there is nothing to reset).
+
+``envelope_endpoint`` builds the envelope URL and the ``User-Agent`` / ``X-Sentry-Auth`` headers the SDK's
+``HttpTransport`` sends, through ``Dsn.to_auth("sentry.python/<VERSION>")``, ``Auth.get_api_url`` and
+``Auth.to_header`` / ``Auth.client`` (``sentry_sdk.utils``, not documented), as ``HttpTransport`` does
+(``_update_headers``); ``ca_bundle`` picks the CA file as ``HttpTransport._get_pool_options`` does. Checked
+on sentry-sdk 2.0.0 and 2.75.0, except that 2.0.0 reads only ``ca_certs`` and certifi (``SSL_CERT_FILE`` /
+``REQUESTS_CA_BUNDLE`` are read from a later 2.x on, and here on every version). ``LeanSentryTransport`` also
+relies on ``sentry_sdk.envelope`` (the type ``Transport.capture_envelope`` takes): ``Envelope(headers=, items=)``,
+``.items``, ``.headers``, ``.serialize()``, ``Item.data_category``, ``.headers``, ``.get_bytes()`` and
+``Item(PayloadRef(json=...), type="client_report")``, the same on both versions.
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from typing import Any
 
 from observed_batch.breaker import Breaker
 from observed_batch.typing import BatchContext
 
-__all__ = ["RecordBreadcrumbs", "holds", "install_breadcrumbs", "watch_transport"]
+__all__ = ["RecordBreadcrumbs", "ca_bundle", "envelope_endpoint", "holds", "install_breadcrumbs", "watch_transport"]
 
 #: Reasons that say the backend could not take the envelope (not a rate limit or a local queue).
 _UNREACHABLE = ("network",)
@@ -47,6 +58,28 @@ def watch_transport(client: Any, breaker: Breaker) -> None:
         original(reason)
 
     transport.on_dropped_event = on_dropped_event
+
+
+def envelope_endpoint(parsed_dsn: Any) -> tuple[str, dict[str, str]]:
+    """The envelope endpoint's URL of a ``sentry_sdk.utils.Dsn`` and the headers the SDK authenticates with."""
+    from sentry_sdk.consts import VERSION, EndpointType
+
+    auth = parsed_dsn.to_auth(f"sentry.python/{VERSION}")
+    headers = {"User-Agent": str(auth.client), "X-Sentry-Auth": str(auth.to_header())}
+    return str(auth.get_api_url(EndpointType.ENVELOPE)), headers
+
+
+def ca_bundle(options: dict[str, Any]) -> str:
+    """The CA file the SDK verifies Sentry's certificate with."""
+    import certifi  # a dependency of sentry-sdk
+
+    found: str = (
+        options.get("ca_certs")
+        or os.environ.get("SSL_CERT_FILE")
+        or os.environ.get("REQUESTS_CA_BUNDLE")
+        or certifi.where()
+    )
+    return found
 
 
 class RecordBreadcrumbs(deque[Any]):

@@ -44,7 +44,7 @@ from observed_batch.options import Option, Options, validated
 from observed_batch.otel_ids import current_trace_ids
 from observed_batch.typing import BatchContext, BatchSummary, Middleware, Outcome, RecordContext
 
-from ._sentry_client import BACKEND, active_client, breaker_for, can_send, check_dsn, init_from_environment
+from ._sentry_client import BACKEND, active_client, breaker_for, can_send, check_dsn, init_from_environment, queued
 from ._sentry_compat import RecordBreadcrumbs, holds, install_breadcrumbs
 from ._sentry_event import (
     add_source_context,
@@ -115,6 +115,10 @@ class _BatchState:
         self.suppressed = 0
         self.suppressed_ids: list[str] = []
         self.suppressed_types: dict[str, int] = {}
+
+    def to_flush(self) -> bool:
+        """Captured something, or the application's own events wait in a lean transport's queue."""
+        return bool(self.sent or self.suppressed or (self.client is not None and queued(self.client)))
 
     def hold_back(self, record: RecordContext, exception: BaseException) -> None:
         if not self.suppressed:
@@ -285,14 +289,15 @@ class SentryMiddleware(Middleware):
         initialised it since, initialise it now (once per process)."""
         client = active_client()
         if client is None and self._dsn is not None:
-            client = init_from_environment(self._dsn)
+            # The lean transport sends only when flushed: a middleware that never flushes keeps the SDK's.
+            client = init_from_environment(self._dsn, lean_transport=self._flush_timeout_s > 0)
         assert client is not None
         return client, breaker_for(client)
 
     def flush_budget_ms(self, batch: BatchContext) -> int:
         state: _BatchState | None = batch.scratch.get(self)
-        if state is None or not (state.sent or state.suppressed) or state.breaker is None or state.breaker.is_open:
-            return 0  # a batch without captured failures does not flush
+        if state is None or not state.to_flush() or state.breaker is None or state.breaker.is_open:
+            return 0  # a batch without captured failures (or queued envelopes) does not flush
         return int(self._flush_timeout_s * 1000)
 
     def on_batch_end(self, batch: BatchContext, summary: BatchSummary) -> None:
@@ -302,8 +307,8 @@ class SentryMiddleware(Middleware):
             state.scope = state.scope_manager = None
             if state.breadcrumbs is not None:
                 state.breadcrumbs.release()
-        if state is None or not (state.sent or state.suppressed) or state.client is None or state.breaker is None:
-            return  # nothing captured: nothing to flush
+        if state is None or not state.to_flush() or state.client is None or state.breaker is None:
+            return  # nothing captured or queued: nothing to flush
         breaker = state.breaker
         if breaker.is_open:
             summary.add_dropped(BACKEND, 1 if state.suppressed else 0)

@@ -8,6 +8,7 @@ logs nothing and answers with ``_reply``. ``unused_port()`` names a port where n
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
@@ -29,18 +30,30 @@ class QuietHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", self.content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in self.reply_headers().items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def reply_headers(self) -> dict[str, str]:
+        """Headers every reply carries besides the content's (none here)."""
+        return {}
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
 class LoopbackServer:
-    """A threaded HTTP server on 127.0.0.1 (random port), served from a daemon thread named ``name``."""
+    """A threaded HTTP server on 127.0.0.1 (random port), served from a daemon thread named ``name``; HTTPS
+    with ``ssl_context`` (a server context holding its certificate)."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], name: str, port: int = 0) -> None:
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], name: str, port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        if ssl_context is not None:
+            # Each accepted connection does its handshake first (a client refusing the certificate is dropped).
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True

@@ -7,7 +7,9 @@
 
 Accepts envelopes at ``/api/<project>/envelope/`` (gzip, brotli when the ``brotli`` package is
 installed, or uncompressed). ``mode="hang"`` accepts connections and never answers, to test what an
-unreachable Sentry costs; ``refused_dsn()`` names a port where nothing listens.
+unreachable Sentry costs; ``refused_dsn()`` names a port where nothing listens. ``headers`` are sent with
+every answer (rate limits: ``X-Sentry-Rate-Limits``, ``Retry-After``); ``request_headers`` keeps each
+request's. With ``ssl_context`` (a server context: ``tls_context()``) it speaks HTTPS and its DSN is https.
 
 ``python tests/sentry_receiver.py`` runs one in its own process (benchmarks: the server must not
 compete with the measured code for the GIL): it prints its DSN, serves ``GET /stats`` (counts) and
@@ -98,9 +100,19 @@ def _decompress(body: bytes, encoding: str) -> bytes | None:
 class SentryReceiver(LoopbackServer):
     """A threaded HTTP server on 127.0.0.1 (random port) that stores the envelopes it receives."""
 
-    def __init__(self, mode: Literal["ok", "hang"] = "ok", status: int = 200, port: int = 0) -> None:
+    def __init__(
+        self,
+        mode: Literal["ok", "hang"] = "ok",
+        status: int = 200,
+        port: int = 0,
+        headers: dict[str, str] | None = None,
+        ssl_context: Any = None,
+    ) -> None:
         self.mode = mode
         self.status = status
+        self.headers: dict[str, str] = dict(headers or {})
+        self.tls = ssl_context is not None
+        self.request_headers: list[dict[str, str]] = []
         self.envelopes: list[Envelope] = []
         self.requests = 0
         self._condition = threading.Condition()
@@ -113,10 +125,14 @@ class SentryReceiver(LoopbackServer):
             # Headers and body go out in separate writes: without this, delayed ACKs stall each reply ~40 ms.
             disable_nagle_algorithm = True
 
+            def reply_headers(self) -> dict[str, str]:
+                return receiver.headers
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with receiver._condition:
+                    receiver.request_headers.append(dict(self.headers.items()))
                     receiver.requests += 1
                     receiver._condition.notify_all()
                 if receiver.mode == "hang":
@@ -145,11 +161,11 @@ class SentryReceiver(LoopbackServer):
                     stats = {"requests": receiver.requests, "events": len(receiver._event_payloads())}
                 self._reply(200, json.dumps(stats).encode())
 
-        super().__init__(Handler, name="sentry-receiver", port=port)
+        super().__init__(Handler, name="sentry-receiver", port=port, ssl_context=ssl_context)
 
     @property
     def dsn(self) -> str:
-        return f"http://key@127.0.0.1:{self.port}/1"
+        return f"{'https' if self.tls else 'http'}://key@127.0.0.1:{self.port}/1"
 
     def stop(self) -> None:
         self._stopping.set()

@@ -425,8 +425,9 @@ def test_middleware_package_exposes_builtins_lazily() -> None:
 
     with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
         builtins.Nope  # noqa: B018
-    # AND its __all__ (a literal for type checkers) names exactly the registry's classes
+    # AND its __all__ (a literal for type checkers) names exactly the registry's classes and the Sentry transport
     shipped = [b.cls for b in config.BUILTINS.values() if b.module.startswith("observed_batch.middleware.")]
+    shipped.append("LeanSentryTransport")
     assert sorted(builtins.__all__) == sorted(shipped)
     assert all(getattr(builtins, name).__name__ == name for name in builtins.__all__)
 

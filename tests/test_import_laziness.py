@@ -354,12 +354,12 @@ def test_a_setting_only_otels_exporter_honours_keeps_otels_exporter(tmp_path: Pa
 def test_the_plain_http_connection_imports_no_http_client_ssl_or_email(tmp_path: Path) -> None:
     # GIVEN our connection module alone, loaded from its file in a fresh interpreter (the package would
     # bring Powertools, whose asyncio loads ssl), and a collector answering on 127.0.0.1
-    from observed_batch.middleware import _otlp_connection
+    from observed_batch.middleware import _http_connection
 
     with OtlpReceiver() as receiver:
         code = (
             "import importlib.util, json, sys\n"
-            f"spec = importlib.util.spec_from_file_location('connection', {_otlp_connection.__file__!r})\n"
+            f"spec = importlib.util.spec_from_file_location('connection', {_http_connection.__file__!r})\n"
             "connection = importlib.util.module_from_spec(spec)\n"
             "spec.loader.exec_module(connection)\n"
             "answer = connection.KeptAliveConnection().request(\n"

@@ -1,4 +1,4 @@
-"""The HTTP layer under our OTLP exporters (``middleware/_otlp_connection.py``): plain HTTP through
+"""The HTTP layer under our OTLP exporters (``middleware/_http_connection.py``): plain HTTP through
 our socket client, for our lean exporter (``_otlp_lean``, the default) and for OTel's exporter with its
 ``OTEL_EXPORTER_OTLP_*`` settings (``_otel_compat``'s transport, when a setting only OTel's follows).
 

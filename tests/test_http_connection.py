@@ -1,7 +1,7 @@
-"""The plain-HTTP/1.1 client under our OTLP exporters (``middleware/_otlp_connection.py``), against raw
+"""The plain-HTTP/1.1 client under our OTLP exporters (``middleware/_http_connection.py``), against raw
 sockets on 127.0.0.1: what it sends, how it frames an answer (Content-Length, chunked, until close), when it
 keeps the connection, and that a misbehaving collector (silent, trickling, closing, malformed, oversized)
-fails a request cleanly (``CollectorUnreachable``) instead of hanging it or filling memory.
+fails a request cleanly (``EndpointUnreachable``) instead of hanging it or filling memory.
 
 Each test scripts a ``RawCollector``: for each connection it accepts, it reads requests and writes the
 scripted raw bytes. The exporters over this client meet a real OTLP receiver in tests/test_otlp_lean.py
@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from observed_batch.middleware._otlp_connection import (
+from observed_batch.middleware._http_connection import (
     MAX_BODY_BYTES,
     MAX_HEAD_BYTES,
-    CollectorUnreachable,
+    EndpointUnreachable,
     KeptAliveConnection,
     Response,
 )
@@ -239,7 +239,7 @@ def test_a_stale_connection_is_retried_only_once(connection: KeptAliveConnection
         send(collector, connection)
 
         # WHEN a second request goes out on the stale connection
-        with pytest.raises(CollectorUnreachable, match="cannot connect"):
+        with pytest.raises(EndpointUnreachable, match="cannot connect"):
             send(collector, connection)
 
     # THEN it was tried on one new connection only, then failed
@@ -251,7 +251,7 @@ def test_a_collector_that_never_answers_fails_the_request_at_its_timeout(connect
     # GIVEN a collector that reads the request and holds the connection, silent
     # WHEN a request with a short timeout is sent
     # THEN it fails as unreachable (no answer), not retried
-    with RawCollector(lambda c, n: b"", hold=True) as collector, pytest.raises(CollectorUnreachable, match="no answer"):
+    with RawCollector(lambda c, n: b"", hold=True) as collector, pytest.raises(EndpointUnreachable, match="no answer"):
         send(collector, connection, timeout=0.3)
     assert collector.connections == 1
 
@@ -263,7 +263,7 @@ def test_a_trickling_collector_cannot_stretch_the_timeout(connection: KeptAliveC
     # THEN the whole request is bounded by it: it fails as unreachable
     with (
         RawCollector(lambda c, n: ok(b"x" * 1000), hold=True) as collector,
-        pytest.raises(CollectorUnreachable, match="no answer"),
+        pytest.raises(EndpointUnreachable, match="no answer"),
     ):
         send(collector, connection, timeout=0.5)
 
@@ -276,7 +276,7 @@ def test_a_refused_connection_fails_at_once() -> None:
 
     # WHEN a request is sent there
     # THEN it fails as unreachable
-    with pytest.raises(CollectorUnreachable, match="cannot connect"):
+    with pytest.raises(EndpointUnreachable, match="cannot connect"):
         connection.request("POST", url, headers={}, timeout=5, data=b"")
 
 
@@ -314,7 +314,7 @@ def test_a_malformed_or_oversized_answer_fails_cleanly(connection: KeptAliveConn
     # GIVEN a collector whose answer breaks HTTP's grammar or our bounds, then holds the connection open
     # WHEN a request is sent
     # THEN it fails as a bad answer, without waiting for the timeout or reading further, and is not retried
-    with RawCollector(lambda c, n: answer_bytes) as collector, pytest.raises(CollectorUnreachable, match="bad answer"):
+    with RawCollector(lambda c, n: answer_bytes) as collector, pytest.raises(EndpointUnreachable, match="bad answer"):
         send(collector, connection, timeout=30)
     assert collector.connections == 1
 
@@ -325,7 +325,7 @@ def test_a_collector_closing_mid_answer_fails_the_request(connection: KeptAliveC
     # THEN it fails as a bad answer
     with (
         RawCollector(lambda c, n: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", keep=1) as collector,
-        pytest.raises(CollectorUnreachable, match="bad answer"),
+        pytest.raises(EndpointUnreachable, match="bad answer"),
     ):
         send(collector, connection)
 
@@ -347,3 +347,13 @@ def test_a_request_that_would_inject_lines_is_refused_as_http_client_refuses_it(
     # THEN it is refused before any connection (ValueError, as http.client raises)
     with pytest.raises(ValueError, match=r"Invalid header|control characters"):
         KeptAliveConnection().request("POST", url, headers=headers, timeout=5, data=b"")
+
+
+def test_an_https_url_needs_the_callers_tls_context() -> None:
+    # GIVEN a connection built without an ssl_context (this module never imports ssl itself)
+    connection = KeptAliveConnection()
+
+    # WHEN it is asked for an https URL
+    # THEN it refuses before connecting, instead of speaking plain HTTP to a TLS port
+    with pytest.raises(ValueError, match="ssl_context"):
+        connection.request("POST", "https://127.0.0.1:9/v1/traces", headers={}, timeout=1.0, data=b"")

@@ -1,31 +1,39 @@
-"""One kept-alive plain-HTTP/1.1 connection to an OTLP collector, over ``socket``, failing fast when it is dead.
+"""One kept-alive HTTP/1.1 connection (plain, or TLS with the caller's ``ssl.SSLContext``) over ``socket``,
+failing fast when the other end is dead.
 
-A refused connection or a timeout raises ``CollectorUnreachable`` at once: a dead collector costs an
-invocation milliseconds and opens the breaker, instead of an exporter's retries with backoff. A
-kept-alive connection the collector closed meanwhile (stale) is tried once more on a new one, as
-``requests``' pool does. Used by the lean exporter (``_otlp_lean``) and, under OTel's ``OTLPSpanExporter``,
-by the transport of ``_otel_compat``.
+A refused connection, a failed TLS handshake or a timeout raises ``EndpointUnreachable`` at once: a dead
+collector or Sentry costs an invocation milliseconds and opens the breaker, instead of a client's retries
+with backoff. A kept-alive connection the server closed meanwhile (stale) is tried once more on a new one,
+as ``requests``' pool does. Used by the lean OTLP exporter (``_otlp_lean``) and, under OTel's
+``OTLPSpanExporter``, by the transport of ``_otel_compat`` (plain HTTP), and by the lean Sentry transport
+(``_sentry_transport``, plain HTTP or HTTPS).
 
 Why not ``http.client``: importing it loads the ``email`` package and ``ssl`` (~9 ms of a cold start, even
-with ``ssl`` already loaded by Powertools' ``asyncio``), for a client that only ever speaks plain HTTP to a
-collector. This one sends what ``http.client`` sent (request line, ``Host``, ``Accept-Encoding: identity``,
-``Content-Length``, the caller's headers, the body) and reads an answer framed by ``Content-Length``,
-chunked transfer-encoding or the end of the connection. Every read is bounded: the whole request by its
-timeout (not each ``recv``: a trickling collector cannot stretch it), the status line and headers to
-64 KiB, the body to 64 MiB (the lean exporter's request limit). An answer that breaks those bounds or
-HTTP's grammar fails the request (``CollectorUnreachable``), not retried.
+with ``ssl`` already loaded by Powertools' ``asyncio``). This module never imports ``ssl``: a caller that
+speaks HTTPS passes the context it built. It sends what ``http.client`` sent (request line, ``Host``,
+``Accept-Encoding: identity``, ``Content-Length``, the caller's headers, the body) and reads an answer
+framed by ``Content-Length``, chunked transfer-encoding or the end of the connection. Every wait is
+bounded: the whole request (connection, TLS handshake included) by its timeout (not each ``recv``: a
+trickling server cannot stretch it), the status line and headers to 64 KiB, the body to 64 MiB (the lean
+exporter's request limit). An answer that breaks those bounds or HTTP's grammar fails the request
+(``EndpointUnreachable``), not retried.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 import threading
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-__all__ = ["CollectorUnreachable", "KeptAliveConnection", "Response"]
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = ["EndpointUnreachable", "KeptAliveConnection", "Response", "retry_after"]
 
 #: The status line and headers of one answer, together (``http.client``: 64 KiB a line, 100 lines).
 MAX_HEAD_BYTES = 64 * 1024
@@ -34,14 +42,16 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 #: Without a timeout from the caller (OTel's exporter always gives one): OTel's default.
 DEFAULT_TIMEOUT_S = 10.0
 _RECV_BYTES = 64 * 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 #: As ``http.client`` refuses them: control characters and spaces in the target, line breaks in headers.
 _BAD_TARGET = re.compile("[\x00-\x20\x7f]")
 _BAD_HEADER_VALUE = re.compile(r"\n(?![ \t])|\r(?![ \t\n])")
 _LEGAL_HEADER_NAME = re.compile(r"[^:\s][^:\r\n]*")
 
 
-class CollectorUnreachable(Exception):
-    """The collector refused the connection or did not answer in time: not worth an exporter's retries."""
+class EndpointUnreachable(Exception):
+    """The server refused the connection, failed the TLS handshake or did not answer in time: not worth
+    a client's retries."""
 
 
 class _BadAnswer(Exception):
@@ -71,21 +81,33 @@ class Headers(dict[str, str]):
         return super().get(name.lower(), default)
 
 
-class KeptAliveConnection:
-    """Plain HTTP over one kept-alive connection, one request at a time (an exporter sends from one thread)."""
+#: (scheme, host, port) of a request: the kept-alive connection serves one origin.
+_Origin = tuple[str, "str | None", "int | None"]
 
-    def __init__(self) -> None:
+
+class KeptAliveConnection:
+    """HTTP over one kept-alive connection, one request at a time (a sender sends from one thread).
+
+    ``https://`` URLs need ``ssl_context`` (the caller's: CA bundle, verification), used with the URL's
+    host name for SNI and certificate checks; without one they are refused (``ValueError``).
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self._lock = threading.Lock()
+        self._ssl_context = ssl_context
         self._socket: socket.socket | None = None
-        self._origin: tuple[str | None, int | None] | None = None
+        self._origin: _Origin | None = None
 
     def request(
         self, method: str, url: str, *, headers: Mapping[str, str], timeout: float | None, data: bytes | None
     ) -> Response:
-        """The collector's answer, whatever its status; ``CollectorUnreachable`` when there is none."""
+        """The collector's answer, whatever its status; ``EndpointUnreachable`` when there is none."""
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        origin = (parts.hostname, parts.port)
+        scheme = parts.scheme.lower()
+        if scheme == "https" and self._ssl_context is None:
+            raise ValueError(f"{url}: an https URL needs the connection's ssl_context")
+        origin: _Origin = (scheme, parts.hostname, parts.port)
         head = _request_head(method, target, origin, headers, data)
         deadline = time.monotonic() + (DEFAULT_TIMEOUT_S if timeout is None else timeout)
         with self._lock:
@@ -95,28 +117,31 @@ class KeptAliveConnection:
                     return self._exchange(origin, head, data, deadline)
                 except TimeoutError as exc:
                     self.close()
-                    raise CollectorUnreachable(f"no answer from {url} ({type(exc).__name__})") from None
+                    raise EndpointUnreachable(f"no answer from {url} ({type(exc).__name__})") from None
                 except _BadAnswer as exc:
                     self.close()
-                    raise CollectorUnreachable(f"bad answer from {url} ({exc})") from None
+                    raise EndpointUnreachable(f"bad answer from {url} ({exc})") from None
                 except OSError as exc:
                     self.close()
                     # A kept-alive connection the collector closed: one more try on a new one.
                     if not reused or attempt == 2:
-                        raise CollectorUnreachable(f"cannot connect to {url} ({type(exc).__name__})") from None
+                        raise EndpointUnreachable(f"cannot connect to {url} ({type(exc).__name__})") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _exchange(
-        self, origin: tuple[str | None, int | None], head: bytes, data: bytes | None, deadline: float
-    ) -> Response:
+    def _exchange(self, origin: _Origin, head: bytes, data: bytes | None, deadline: float) -> Response:
         sock = self._socket
         if sock is None or self._origin != origin:
             self.close()
+            scheme, host = origin[0], origin[1] or "localhost"
             sock = self._socket = socket.create_connection(
-                (origin[0] or "localhost", origin[1] or 80), timeout=_remaining(deadline)
+                (host, origin[2] or _DEFAULT_PORTS.get(scheme, 80)), timeout=_remaining(deadline)
             )
             self._origin = origin
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client does
+            if scheme == "https" and self._ssl_context is not None:
+                # The handshake waits within the request's deadline (the socket's timeout).
+                sock.settimeout(_remaining(deadline))
+                sock = self._socket = self._ssl_context.wrap_socket(sock, server_hostname=host)
         sock.settimeout(_remaining(deadline))
         if data and len(data) > _RECV_BYTES:
             sock.sendall(head)
@@ -139,7 +164,7 @@ class KeptAliveConnection:
 def _request_head(
     method: str,
     target: str,
-    origin: tuple[str | None, int | None],
+    origin: _Origin,
     headers: Mapping[str, str],
     data: bytes | None,
 ) -> bytes:
@@ -149,9 +174,10 @@ def _request_head(
     given = {name.lower() for name in headers}
     lines = [f"{method} {target} HTTP/1.1"]
     if "host" not in given:
-        host = origin[0] or "localhost"
+        host = origin[1] or "localhost"
         host = f"[{host}]" if ":" in host else host
-        lines.append(f"Host: {host}" if origin[1] in (None, 80) else f"Host: {host}:{origin[1]}")
+        default = (None, _DEFAULT_PORTS.get(origin[0], 80))
+        lines.append(f"Host: {host}" if origin[2] in default else f"Host: {host}:{origin[2]}")
     if "accept-encoding" not in given:
         lines.append("Accept-Encoding: identity")
     framed = "content-length" in given or "transfer-encoding" in given
@@ -297,3 +323,27 @@ def _content_length(value: str) -> int:
     if len(values) != 1 or not (only := values.pop()).isdigit():
         raise _BadAnswer(f"malformed Content-Length {value[:40]!r}")
     return int(only)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """The ``Retry-After`` header in seconds (a number, or an HTTP date, as urllib3 and OTel read it)."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
+    from datetime import timezone
+    from email.utils import parsedate_to_datetime
+
+    try:
+        retry_at = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if retry_at.tzinfo is None:
+        retry_at = retry_at.replace(tzinfo=timezone.utc)
+    return max(retry_at.timestamp() - time.time(), 0.0)
