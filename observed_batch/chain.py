@@ -8,6 +8,7 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
+from observed_batch.errors import ConfigError
 from observed_batch.typing import (
     DEAD_LETTERED,
     RESOLUTIONS,
@@ -17,9 +18,13 @@ from observed_batch.typing import (
     RecordContext,
 )
 
-__all__ = ["Chain", "contain", "release_resolved"]
+__all__ = ["ON_FAILURE", "Chain", "contain", "record_steps", "release_resolved"]
 
 logger = logging.getLogger("observed_batch")
+
+
+#: A record step's exit when the middleware only has ``on_record_failed`` for the record.
+ON_FAILURE: Any = object()
 
 
 def _overrides(middleware: object, hook: str) -> bool:
@@ -28,18 +33,70 @@ def _overrides(middleware: object, hook: str) -> bool:
     return implementation is not None and implementation is not getattr(Middleware, hook)
 
 
+def _record_step(middleware: Middleware, failures_only: bool = False) -> tuple[Any, ...] | None:
+    """How a middleware takes part in each record: ``(middleware, wrap_record, before_record, exit)``, the
+    bound hooks it overrides (else ``None``); ``exit`` is its ``after_record``, or ``ON_FAILURE`` when only
+    its ``on_record_failed`` runs after the core. ``None``: it takes no part in records."""
+    failed = ON_FAILURE if _overrides(middleware, "on_record_failed") else None
+    if failures_only:
+        return None if failed is None else (middleware, None, None, failed)
+    wrap = middleware.wrap_record if _overrides(middleware, "wrap_record") else None
+    before = middleware.before_record if _overrides(middleware, "before_record") else None
+    after = middleware.after_record if _overrides(middleware, "after_record") else failed
+    if wrap is None and before is None and after is None:
+        return None
+    return (middleware, wrap, before, None if wrap is not None else after)
+
+
+def record_steps(batch: BatchContext, steps: tuple[tuple[Any, ...], ...]) -> None:
+    """Set the batch's record steps and what the driver derives from them once per batch."""
+    batch._steps = steps
+    batch._wraps = any(step[1] is not None or step[2] is not None or step[3] is not ON_FAILURE for step in steps)
+    # No generator in the batch: the driver needs no per-record list (the exits are one tuple for all records).
+    batch._plain = all(step[1] is None for step in steps)
+    batch._exits = tuple(step[3] for step in steps)
+    # driver.enter reduced to a RecordContext: records as a list, only plain after-hooks (no FailRecord).
+    batch._quick = batch._wraps and batch._plain and not batch._streamed and all(step[2] is None for step in steps)
+    single = steps[0][3] if len(steps) == 1 and steps[0][1] is None else None
+    batch._single_after = None if single is ON_FAILURE else single
+    batch._befores = tuple((position, step[0], step[2]) for position, step in enumerate(steps) if step[2] is not None)
+
+
+def narrow_steps(batch: BatchContext, middleware: Middleware, failures: bool) -> None:
+    """``BatchContext.skip_record_hooks``: ``middleware`` leaves the batch's records (but for its
+    ``on_record_failed`` with ``failures``)."""
+    steps: list[tuple[Any, ...]] = []
+    for step in batch._steps:
+        if step[0] is middleware:
+            narrowed = _record_step(middleware, failures_only=True) if failures else None
+            if narrowed is None:
+                continue
+            step = narrowed
+        steps.append(step)
+    record_steps(batch, tuple(steps))
+
+
+def _check_style(middleware: Middleware) -> None:
+    if _overrides(middleware, "wrap_record") and (
+        _overrides(middleware, "before_record") or _overrides(middleware, "after_record")
+    ):
+        name = getattr(middleware, "name", None) or type(middleware).__name__
+        raise ConfigError(
+            f"middleware {name!r} ({type(middleware).__qualname__}) defines wrap_record and before_record/"
+            "after_record: use one style, e.g. move the code before the yield into before_record and the code"
+            " after it into after_record, and remove wrap_record"
+        )
+
+
 class Chain:
     __slots__ = ("_budget", "_durations", "_end", "_record", "_start", "has_policy", "middlewares")
 
     def __init__(self, middlewares: Sequence[Middleware]) -> None:
         self.middlewares = tuple(middlewares)
+        for middleware in self.middlewares:
+            _check_style(middleware)
         self._start = tuple(m for m in self.middlewares if _overrides(m, "on_batch_start"))
-        # Per record: a middleware's wrap_record if it has one, else (None) its on_record_failed, if any.
-        self._record = tuple(
-            (m, m.wrap_record if _overrides(m, "wrap_record") else None)
-            for m in self.middlewares
-            if _overrides(m, "wrap_record") or _overrides(m, "on_record_failed")
-        )
+        self._record = tuple(step for step in map(_record_step, self.middlewares) if step is not None)
         self._durations = any(getattr(type(m), "needs_durations", False) is True for m in self.middlewares)
         # Batch ends unwind like nested context managers: outermost middleware last.
         self._end = tuple(m for m in reversed(self.middlewares) if _overrides(m, "on_batch_end"))
@@ -75,8 +132,7 @@ class Chain:
         return True
 
     def start_batch(self, batch: BatchContext) -> None:
-        batch._steps = self._record  # on_batch_start may narrow it (BatchContext.skip_record_hooks)
-        batch._wraps = any(wrap is not None for _, wrap in self._record)
+        record_steps(batch, self._record)  # on_batch_start may narrow them (BatchContext.skip_record_hooks)
         batch._chain = self
         if self._durations:
             batch.durations_ns = array("q")  # 8 bytes a record, not ~36 for a list of ints

@@ -32,7 +32,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import (
 )
 
 from observed_batch import sources
-from observed_batch.chain import Chain, contain, release_resolved
+from observed_batch.chain import ON_FAILURE, Chain, contain, release_resolved
 from observed_batch.errors import FailRecord
 from observed_batch.redaction import Redaction
 from observed_batch.typing import FIFO_SHORT_CIRCUIT, BatchContext, Outcome, RecordContext
@@ -43,8 +43,6 @@ logger = logging.getLogger("observed_batch")
 
 _FIFO_BREAKERS = (SQSFifoCircuitBreakerError, SQSFifoMessageGroupCircuitBreakerError)
 _DONE = object()
-#: In a record's hooks: this middleware only has ``on_record_failed`` for the record (no generator to resume).
-_ON_FAILURE: Any = object()
 _SUCCESS = Outcome.SUCCESS
 _SKIPPED = Outcome.SKIPPED
 _FAILURE = Outcome.FAILURE
@@ -83,7 +81,8 @@ def close_batch(chain: Chain, batch: BatchContext, processor: Any, clean: Callab
 
 # -- record: before the core -----------------------------------------------------------------------
 def enter(batch: BatchContext, raw: Any, sees_failures: bool) -> RecordContext | None:
-    """A record reached the processor: its ``RecordContext``, every middleware run up to its ``yield``.
+    """A record reached the processor: its ``RecordContext``, every middleware run up to its ``yield`` (its
+    ``before_record``).
 
     ``None`` when no middleware wraps records in this batch (then only ``unwrapped`` follows the core):
     always so when none takes part in records at all, and also when only ``on_record_failed`` hooks do
@@ -100,42 +99,95 @@ def enter(batch: BatchContext, raw: Any, sees_failures: bool) -> RecordContext |
     batch._next_index = index + 1
     if not batch._wraps and (sees_failures or not batch._steps):
         return None
-    record = RecordContext(batch, raw, index)
-    entered: list[Iterator[None] | None] = []
-    record._hooks = entered
-    stop = batch._stop
-    if stop is not None:
-        record.outcome = _SKIPPED
-        record.skip_reason = getattr(stop[1], "reason", None)
-        record.exc_info = stop
+    if batch._plain and batch._stop is None:
+        # No generator: every record shares the batch's exits (one tuple), copied only if a hook raises.
+        record = RecordContext(batch, raw, index, batch._exits)
+        for position, middleware, before in batch._befores:
+            try:
+                before(record)
+            except Exception as exc:
+                if _entered_badly(record, position, middleware, exc):
+                    break
+            except BaseException:
+                _abandon(record, position)
+                raise
         return record
-    for middleware, wrap in batch._steps:
-        if wrap is None:
-            entered.append(_ON_FAILURE)
-            continue
+    record = RecordContext(batch, raw, index)
+    if batch._stop is not None:
+        _stopped(record, batch._stop)
+    else:
+        _descend(batch, record)
+    return record
+
+
+def _stopped(record: RecordContext, stop: Any) -> None:
+    record._hooks = ()
+    record.outcome = _SKIPPED
+    record.skip_reason = getattr(stop[1], "reason", None)
+    record.exc_info = stop
+
+
+def _entered_badly(record: RecordContext, position: int, middleware: Any, exc: Exception) -> bool:
+    """``before_record`` at ``position`` raised: ``True`` for a ``FailRecord`` (the descent stops: only the
+    outer middlewares' exits remain), else the error is contained and this middleware's exit dropped."""
+    hooks = list(record._hooks[:position] if isinstance(exc, FailRecord) else record._hooks)
+    record._hooks = hooks
+    if isinstance(exc, FailRecord):
+        _fail(record, exc)
+        return True
+    hooks[position] = None
+    contain(record.batch, middleware, "before_record", exc)
+    return False
+
+
+def _abandon(record: RecordContext, position: int) -> None:
+    """A hook at ``position`` raised a ``BaseException`` on the way in: unwind the outer ones, then let it go."""
+    entered = record._hooks[:position]
+    record._hooks = None
+    _unwind(record, entered)  # KeyboardInterrupt, SystemExit, cancellation: nothing stays bound
+
+
+def _fail(record: RecordContext, guard: FailRecord) -> None:
+    record.outcome = _SKIPPED
+    record.skip_reason = guard.reason
+    record.exc_info = sys.exc_info()
+    if guard.rest_of_batch:
+        record.batch._stop = record.exc_info
+
+
+def _descend(batch: BatchContext, record: RecordContext) -> None:
+    """The general descent (a generator in the chain): one resumable per step, in a list."""
+    entered: list[Any] = []
+    record._hooks = entered
+    for middleware, wrap, before, exit_ in batch._steps:
         try:
-            hook = wrap(record)
-            next(hook)
+            if wrap is not None:
+                hook = wrap(record)
+                next(hook)
+            else:
+                if before is not None:
+                    before(record)
+                hook = exit_
         except FailRecord as guard:
-            record.outcome = _SKIPPED
-            record.skip_reason = guard.reason
-            record.exc_info = sys.exc_info()
-            if guard.rest_of_batch:
-                batch._stop = record.exc_info
+            _fail(record, guard)
             break
-        except StopIteration:
+        except StopIteration as exc:
             entered.append(None)
-            contain(batch, middleware, "wrap_record", RuntimeError("wrap_record did not yield"))
+            contain(batch, middleware, *_phase(wrap, exc))
         except Exception as exc:
             entered.append(None)
-            contain(batch, middleware, "wrap_record", exc)
+            contain(batch, middleware, "wrap_record" if wrap is not None else "before_record", exc)
         except BaseException:
-            record._hooks = None
-            _unwind(entered)  # KeyboardInterrupt, SystemExit, cancellation: nothing stays bound
+            _abandon(record, len(entered))
             raise
         else:
             entered.append(hook)
-    return record
+
+
+def _phase(wrap: Any, exc: StopIteration) -> tuple[str, Exception]:
+    if wrap is None:
+        return "before_record", exc
+    return "wrap_record", RuntimeError("wrap_record did not yield")
 
 
 # -- record: after the core ------------------------------------------------------------------------
@@ -164,38 +216,54 @@ def finish(record: RecordContext, entry: Any, started: int = 0) -> None:
     entered = record._hooks
     # A suspended hook's frame holds the record: drop the reference back, so that no cycle outlives it.
     record._hooks = None
-    if not entered:
-        return
+    if entered:
+        after = batch._single_after
+        if after is None or entered is not batch._exits:
+            _resume(record, batch, entered)
+            return
+        try:  # the common plain case, inlined: one middleware, its after_record only
+            after(record)
+        except Exception as exc:
+            contain(batch, batch._steps[0][0], "after_record", exc)
+
+
+def _resume(record: RecordContext, batch: BatchContext, entered: Any) -> None:
+    """Resume the entered middlewares, innermost first: generators, ``after_record``, ``on_record_failed``."""
+    steps = batch._steps
     position = len(entered)
     while position:
         position -= 1
         hook = entered[position]
         if hook is None:
             continue
-        if hook is _ON_FAILURE:
+        if hook is ON_FAILURE:
             if record.outcome is _FAILURE:
-                _failed(record, batch._steps[position][0], entered[:position])
+                _failed(record, steps[position][0], entered[:position])
             continue
         try:
+            if steps[position][1] is None:
+                hook(record)  # after_record
+                continue
             if next(hook, _DONE) is _DONE:
                 continue
         except Exception as exc:
-            contain(batch, batch._steps[position][0], "wrap_record", exc)
+            phase = "after_record" if steps[position][1] is None else "wrap_record"
+            contain(batch, steps[position][0], phase, exc)
             continue
         except BaseException:
-            _unwind(entered[:position])
+            _unwind(record, entered[:position])
             raise
-        _yielded_twice(batch, batch._steps[position][0], hook)
+        _yielded_twice(batch, steps[position][0], hook)
 
 
-def _failed(record: RecordContext, middleware: Any, outer: list[Iterator[None] | None]) -> None:
+def _failed(record: RecordContext, middleware: Any, outer: Any) -> None:
     """``on_record_failed`` of a middleware that does not wrap the record."""
     try:
         middleware.on_record_failed(record)
     except Exception as exc:
         contain(record.batch, middleware, "on_record_failed", exc)
     except BaseException:
-        _unwind(outer)
+        _unwind(record, outer)
         raise
 
 
@@ -240,25 +308,33 @@ def unwrapped(batch: BatchContext, raw: Any, entry: Any, exc_info: Any, started:
         return
     record = RecordContext(batch, raw, batch._next_index - 1)
     record.outcome, record.exc_info, record.duration_ns = outcome, exc_info, duration_ns
-    for middleware, _ in reversed(batch._steps):
+    for step in reversed(batch._steps):
+        middleware = step[0]
         try:
             middleware.on_record_failed(record)
         except Exception as exc:
             contain(batch, middleware, "on_record_failed", exc)
 
 
-def _unwind(hooks: list[Iterator[None] | None]) -> None:
-    """A ``BaseException`` is leaving the chain: close the suspended hooks, innermost first, so that
-    their ``finally`` blocks restore what they bound (contextvars, current span, Sentry scope)
-    before it propagates. It is not contained: ``KeyboardInterrupt`` / ``SystemExit`` still end
-    the invocation."""
-    for hook in reversed(hooks):
-        close = getattr(hook, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:
-                logger.debug("observed_batch: a middleware failed while closing", exc_info=True)
+def _unwind(record: RecordContext, hooks: Any) -> None:
+    """A ``BaseException`` is leaving the chain: close the suspended hooks and call the ``after_record`` of
+    the entered middlewares, innermost first, so that what they bound (contextvars, current span, Sentry
+    scope) is restored before it propagates. It is not contained: ``KeyboardInterrupt`` / ``SystemExit``
+    still end the invocation. ``hooks`` are the entered prefix of the record's steps."""
+    steps = record.batch._steps
+    for position in range(len(hooks) - 1, -1, -1):
+        hook = hooks[position]
+        if hook is None or hook is ON_FAILURE:
+            continue
+        try:
+            if steps[position][1] is None:
+                hook(record)  # after_record
+            else:
+                close = getattr(hook, "close", None)
+                if close is not None:
+                    close()
+        except Exception:
+            logger.debug("observed_batch: a middleware failed while unwinding", exc_info=True)
 
 
 def _count(batch: BatchContext, outcome: Outcome | None, raw: Any) -> None:

@@ -167,7 +167,13 @@ class BatchProcessor(PartialBatchInit, _Observed, _PtBatchProcessor):
             return super()._process_record(record)
         exceptions = self.exceptions
         known = len(exceptions)
-        context = driver.enter(batch, record, True)
+        if batch._quick:
+            # driver.enter inlined for plain hooks with nothing before the record (no FailRecord possible).
+            index = batch._next_index
+            batch._next_index = index + 1
+            context: RecordContext | None = RecordContext(batch, record, index, batch._exits)
+        else:
+            context = driver.enter(batch, record, True)
         if context is None:
             # No middleware wraps records in this batch: Powertools' core, then a count for the summary.
             started = perf_counter_ns() if batch.durations_ns is not None else 0

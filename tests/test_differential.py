@@ -54,6 +54,19 @@ class RaisesEverywhere(ob.Middleware):
         raise RuntimeError("end")
 
 
+class HooksRaiseEverywhere(ob.Middleware):
+    """The plain-hook style (before_record / after_record), raising on both sides of the record."""
+
+    name = "hooks_raise_everywhere"
+
+    def before_record(self, record: ob.RecordContext) -> None:
+        if record.index % 3 == 1:
+            raise RuntimeError("before")
+
+    def after_record(self, record: ob.RecordContext) -> None:
+        raise RuntimeError("after")
+
+
 class YieldsTwice(ob.Middleware):
     name = "yields_twice"
 
@@ -269,7 +282,13 @@ def scenarios(draw: st.DrawFn) -> tuple[str, dict[str, Any], dict[str, Any]]:
 
 CHAINS = {
     "no_middleware": lambda: [],
-    "misbehaving": lambda: [RecordingMiddleware(), RaisesEverywhere(), YieldsTwice(), RecordingMiddleware("inner")],
+    "misbehaving": lambda: [
+        RecordingMiddleware(),
+        RaisesEverywhere(),
+        HooksRaiseEverywhere(),
+        YieldsTwice(),
+        RecordingMiddleware("inner"),
+    ],
     "builtins": _builtin_chain,
     "every_hook_skipped": lambda: [SkipsRecordHooks(), SkipsRecordHooks()],
 }
