@@ -348,8 +348,21 @@ class NoopMiddleware(ob.Middleware):
         yield
 
 
+class NoopHooksMiddleware(ob.Middleware):
+    """The plain-hook style's price per record: an ``after_record`` that does nothing (no generator)."""
+
+    name = "noop_hooks"
+
+    def after_record(self, record: ob.RecordContext) -> None:
+        pass
+
+
 def _noop(scenario: Scenario, backends: Backends) -> Invoke:
     return _partial_response(ob.BatchProcessor(scenario.event_type, middleware=[NoopMiddleware()]), scenario)
+
+
+def _noop_hooks(scenario: Scenario, backends: Backends) -> Invoke:
+    return _partial_response(ob.BatchProcessor(scenario.event_type, middleware=[NoopHooksMiddleware()]), scenario)
 
 
 def _retry_policy_on(*before: str) -> Callable[[Scenario, Backends], Invoke]:
@@ -381,6 +394,7 @@ def variants() -> list[Variant]:
         Variant("disabled", "observed_batch, kill switch", _disabled),
         Variant("chain_empty", "observed_batch, chain, no middleware", _chain(())),
         Variant("chain_noop", "observed_batch, one no-op middleware", _noop),
+        Variant("chain_noop_hooks", "observed_batch, one no-op middleware, after_record", _noop_hooks),
     ]
     found += [Variant(name, f"observed_batch + {name}", _chain((name,)), (name,)) for name in BUILTIN_NAMES]
     found.append(Variant("retry_policy_on", "observed_batch + retry_policy (armed, no poison)", _retry_policy_on()))
