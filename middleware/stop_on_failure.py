@@ -19,7 +19,6 @@ job): a processor for SQS refuses this middleware with ``ConfigError`` at constr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 from aws_lambda_powertools.utilities.batch import EventType
@@ -67,11 +66,10 @@ class StopOnFailureMiddleware(Middleware):
                 " Remove it from this SQS processor's middleware"
             )
 
-    def wrap_record(self, record: RecordContext) -> Iterator[None]:
-        batch = record.batch
-        failed: dict[Any, int] | None = batch.scratch.get(self)
-        partition = _partition(record) if self.scope == "partition" else None
+    def before_record(self, record: RecordContext) -> None:
+        failed: dict[Any, int] | None = record.batch.scratch.get(self)
         if failed is not None:
+            partition = _partition(record) if self.scope == "partition" else None
             first = failed.get(partition)
             if first is not None:
                 raise FailRecord(
@@ -79,9 +77,11 @@ class StopOnFailureMiddleware(Middleware):
                     f"not processed: record {first} of this batch failed before it; retried from there",
                     rest_of_batch=partition is None,
                 )
-        yield
+
+    def after_record(self, record: RecordContext) -> None:
         if record.outcome is Outcome.FAILURE and record.resolution is None:
-            batch.scratch.setdefault(self, {}).setdefault(partition, record.index)
+            partition = _partition(record) if self.scope == "partition" else None
+            record.batch.scratch.setdefault(self, {}).setdefault(partition, record.index)
 
 
 def _partition(record: RecordContext) -> Any:

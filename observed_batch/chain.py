@@ -40,12 +40,11 @@ def _record_step(middleware: Middleware, failures_only: bool = False) -> tuple[A
     failed = ON_FAILURE if _overrides(middleware, "on_record_failed") else None
     if failures_only:
         return None if failed is None else (middleware, None, None, failed)
-    wrap = middleware.wrap_record if _overrides(middleware, "wrap_record") else None
+    if _overrides(middleware, "wrap_record"):  # the generator is the hook (it may run the plain ones: super())
+        return (middleware, middleware.wrap_record, None, None)
     before = middleware.before_record if _overrides(middleware, "before_record") else None
     after = middleware.after_record if _overrides(middleware, "after_record") else failed
-    if wrap is None and before is None and after is None:
-        return None
-    return (middleware, wrap, before, None if wrap is not None else after)
+    return None if before is None and after is None else (middleware, None, before, after)
 
 
 def record_steps(batch: BatchContext, steps: tuple[tuple[Any, ...], ...]) -> None:
@@ -77,15 +76,25 @@ def narrow_steps(batch: BatchContext, middleware: Middleware, failures: bool) ->
 
 
 def _check_style(middleware: Middleware) -> None:
-    if _overrides(middleware, "wrap_record") and (
-        _overrides(middleware, "before_record") or _overrides(middleware, "after_record")
-    ):
+    """A class may not define ``wrap_record`` and a plain hook (nor add a plain hook under an inherited
+    ``wrap_record``). A subclass overriding an inherited plain hook's class with ``wrap_record`` is fine: its
+    generator is the hook, and ``yield from super().wrap_record(record)`` runs the plain hooks."""
+    if not _overrides(middleware, "wrap_record"):
+        return
+    mro = type(middleware).__mro__
+    plain = [_owner(mro, hook) for hook in ("before_record", "after_record") if _overrides(middleware, hook)]
+    if plain and min(plain) <= _owner(mro, "wrap_record"):
         name = getattr(middleware, "name", None) or type(middleware).__name__
         raise ConfigError(
             f"middleware {name!r} ({type(middleware).__qualname__}) defines wrap_record and before_record/"
             "after_record: use one style, e.g. move the code before the yield into before_record and the code"
             " after it into after_record, and remove wrap_record"
         )
+
+
+def _owner(mro: tuple[type, ...], hook: str) -> int:
+    """Position in the MRO of the class whose ``hook`` is in effect (0: the middleware's own class)."""
+    return next(position for position, cls in enumerate(mro) if hook in cls.__dict__)
 
 
 class Chain:

@@ -350,8 +350,13 @@ class Middleware:
         """Runs once per invocation, before the first record."""
 
     def wrap_record(self, record: RecordContext) -> Iterator[None]:
-        """Wraps one record; yield exactly once."""
-        yield
+        """Wraps one record; yield exactly once. This default runs ``before_record`` / ``after_record`` around
+        its ``yield``: a subclass's ``wrap_record`` can delegate with ``yield from super().wrap_record(record)``."""
+        self.before_record(record)
+        try:
+            yield
+        finally:
+            self.after_record(record)
 
     def before_record(self, record: RecordContext) -> None:
         """Cheaper than ``wrap_record`` (no generator): runs where ``wrap_record`` runs up to its ``yield``; may

@@ -19,6 +19,7 @@ VARIANTS = (
     "disabled",
     "chain_empty",
     "chain_noop",
+    "chain_noop_hooks",
     "metrics",
     "tracing",
     "sentry",

@@ -299,3 +299,32 @@ def test_async_records_overlap_with_plain_hooks_and_keep_their_own_context() -> 
 
     # THEN each record saw its own state
     assert sorted(seen) == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_a_subclass_may_wrap_an_inherited_plain_hook_middleware_with_a_generator() -> None:
+    # GIVEN a subclass of a plain-hook middleware that overrides wrap_record and delegates to super()
+    log: list[str] = []
+
+    class Wrapped(Hooks):
+        def wrap_record(self, record: RecordContext) -> Iterator[None]:
+            log.append("around:before")
+            yield from super().wrap_record(record)
+            log.append("around:after")
+
+    # WHEN a record runs
+    run([Wrapped("plain", log)], ("a",))
+
+    # THEN the generator is the hook, and the base's wrap_record ran the plain hooks inside it
+    assert log == ["around:before", "plain:before:0", "plain:after:0:success", "around:after"]
+
+
+def test_a_plain_hook_added_under_an_inherited_wrap_record_is_refused() -> None:
+    # GIVEN a subclass adding after_record to a generator middleware (it would never run)
+    class Late(Wrapper):
+        def after_record(self, record: RecordContext) -> None:
+            pass
+
+    # WHEN a processor is built with it
+    # THEN a ConfigError names it
+    with pytest.raises(ConfigError, match="'late'"):
+        ob.BatchProcessor(ob.EventType.SQS, middleware=[Late("late", [])])
