@@ -23,10 +23,10 @@ from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor as _PtSqsFifoPartialProcessor
 
 from observed_batch import _compat, driver, sources
-from observed_batch.chain import Chain
+from observed_batch.chain import Chain, contain
 from observed_batch.config import Config, build_middlewares
 from observed_batch.redaction import Redaction
-from observed_batch.typing import BatchContext, Middleware, RecordContext
+from observed_batch.typing import BatchContext, Middleware, Outcome, RecordContext
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
@@ -42,6 +42,7 @@ _CURRENT: ContextVar[RecordContext | None] = ContextVar("observed_batch_record",
 #: ``middleware=``: names or instances, in chain order (``None``: from the configuration / environment).
 MiddlewareOption: TypeAlias = "Sequence[str | Middleware] | None"
 
+_SUCCESS = Outcome.SUCCESS
 _HOOKED_METHODS = (*_compat.PROCESSOR_HOOKS, "failure_handler")
 
 
@@ -168,12 +169,35 @@ class BatchProcessor(PartialBatchInit, _Observed, _PtBatchProcessor):
         exceptions = self.exceptions
         known = len(exceptions)
         if batch._quick:
-            # driver.enter inlined for plain hooks with nothing before the record (no FailRecord possible).
+            # Only after_record hooks in this batch (nothing can fail a record before the handler):
+            # driver.enter and, for a success under one middleware, driver.finish, inlined.
             index = batch._next_index
             batch._next_index = index + 1
-            context: RecordContext | None = RecordContext(batch, record, index, batch._exits)
-        else:
-            context = driver.enter(batch, record, True)
+            quick = RecordContext(batch, record, index, batch._exits)
+            started = perf_counter_ns()
+            try:
+                entry = self._ob_core(record)
+            except BaseException:
+                driver.crash(quick, started)
+                raise
+            after = batch._single_after
+            if len(exceptions) > known:
+                quick.exc_info = exceptions[-1]
+            elif after is not None and entry[0] == "success" and batch.durations_ns is None:
+                quick.duration_ns = perf_counter_ns() - started
+                quick.outcome = _SUCCESS
+                quick.result = entry[1]
+                batch.summary.successes += 1
+                quick._hooks = None
+                try:
+                    after(quick)
+                except Exception as exc:
+                    contain(batch, batch._steps[0][0], "after_record", exc)
+                return entry
+            driver.finish(quick, entry, started)
+            del quick  # as below
+            return entry
+        context = driver.enter(batch, record, True)
         if context is None:
             # No middleware wraps records in this batch: Powertools' core, then a count for the summary.
             started = perf_counter_ns() if batch.durations_ns is not None else 0
