@@ -58,6 +58,7 @@ def record_steps(batch: BatchContext, steps: tuple[tuple[Any, ...], ...]) -> Non
     batch._quick = batch._wraps and batch._plain and not batch._streamed and all(step[2] is None for step in steps)
     single = steps[0][3] if len(steps) == 1 and steps[0][1] is None else None
     batch._single_after = None if single is ON_FAILURE else single
+    batch._single_wrap = steps[0][1] if len(steps) == 1 else None
     batch._befores = tuple((position, step[0], step[2]) for position, step in enumerate(steps) if step[2] is not None)
 
 

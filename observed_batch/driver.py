@@ -112,6 +112,18 @@ def enter(batch: BatchContext, raw: Any, sees_failures: bool) -> RecordContext |
                 _abandon(record, position)
                 raise
         return record
+    wrap = batch._single_wrap
+    if wrap is not None and batch._stop is None:
+        # One generator, the common generator chain: no list, no loop.
+        record = RecordContext(batch, raw, index)
+        try:
+            hook = wrap(record)
+            next(hook)
+        except Exception as exc:
+            _refused(record, batch._steps[0][0], exc)
+        else:
+            record._hooks = (hook,)
+        return record
     record = RecordContext(batch, raw, index)
     if batch._stop is not None:
         _stopped(record, batch._stop)
@@ -125,6 +137,15 @@ def _stopped(record: RecordContext, stop: Any) -> None:
     record.outcome = _SKIPPED
     record.skip_reason = getattr(stop[1], "reason", None)
     record.exc_info = stop
+
+
+def _refused(record: RecordContext, middleware: Any, exc: Exception) -> None:
+    """The batch's one generator raised on its way in (called from the ``except`` block)."""
+    record._hooks = ()
+    if isinstance(exc, FailRecord):
+        _fail(record, exc)
+    else:
+        contain(record.batch, middleware, *_phase(True, exc))
 
 
 def _entered_badly(record: RecordContext, position: int, middleware: Any, exc: Exception) -> bool:
@@ -184,10 +205,10 @@ def _descend(batch: BatchContext, record: RecordContext) -> None:
             entered.append(hook)
 
 
-def _phase(wrap: Any, exc: StopIteration) -> tuple[str, Exception]:
+def _phase(wrap: Any, exc: Exception) -> tuple[str, Exception]:
     if wrap is None:
         return "before_record", exc
-    return "wrap_record", RuntimeError("wrap_record did not yield")
+    return "wrap_record", RuntimeError("wrap_record did not yield") if isinstance(exc, StopIteration) else exc
 
 
 # -- record: after the core ------------------------------------------------------------------------
@@ -216,15 +237,26 @@ def finish(record: RecordContext, entry: Any, started: int = 0) -> None:
     entered = record._hooks
     # A suspended hook's frame holds the record: drop the reference back, so that no cycle outlives it.
     record._hooks = None
-    if entered:
-        after = batch._single_after
-        if after is None or entered is not batch._exits:
-            _resume(record, batch, entered)
-            return
-        try:  # the common plain case, inlined: one middleware, its after_record only
+    if not entered:
+        return
+    # The two common cases inlined, one middleware: its after_record only; its generator.
+    after = batch._single_after
+    if after is not None and entered is batch._exits:
+        try:
             after(record)
         except Exception as exc:
             contain(batch, batch._steps[0][0], "after_record", exc)
+    elif batch._single_wrap is not None:
+        hook = entered[0]
+        try:
+            if next(hook, _DONE) is _DONE:
+                return
+        except Exception as exc:
+            contain(batch, batch._steps[0][0], "wrap_record", exc)
+            return
+        _yielded_twice(batch, batch._steps[0][0], hook)
+    else:
+        _resume(record, batch, entered)
 
 
 def _resume(record: RecordContext, batch: BatchContext, entered: Any) -> None:

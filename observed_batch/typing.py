@@ -43,6 +43,7 @@ class BatchContext:
         "_quick",
         "_resolved",
         "_single_after",
+        "_single_wrap",
         "_steps",
         "_stop",
         "_streamed",
@@ -102,6 +103,7 @@ class BatchContext:
         self._exits: tuple[Any, ...] = ()
         self._befores: tuple[Any, ...] = ()
         self._single_after: Callable[[RecordContext], None] | None = None
+        self._single_wrap: Callable[[RecordContext], Iterator[None]] | None = None
         #: Processing time (ns) of each record the handler ran, in completion order (skips excluded),
         #: when a middleware of the chain sets ``needs_durations``; else ``None``.
         self.durations_ns: array[int] | None = None
