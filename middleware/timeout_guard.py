@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 from observed_batch.errors import FailRecord
@@ -145,13 +145,14 @@ class TimeoutGuardMiddleware(Middleware):
                 margin,
             )
 
-    def before_record(self, record: RecordContext) -> None:
+    def wrap_record(self, record: RecordContext) -> Iterator[None]:
         batch = record.batch
         state: _BatchState | None = batch.scratch.get(self)
         if state is None:
+            yield
             return
-        estimate = self.estimate
-        entered = self._clock()
+        clock, estimate = self._clock, self.estimate
+        entered = clock()
         # Moving averages (weight _SMOOTHING for the newest sample), inlined: this runs for every record.
         if estimate and state.last_exit is not None and not batch.is_async:
             sample, outside = (entered - state.last_exit) * 1000.0, state.outside_ms
@@ -172,14 +173,8 @@ class TimeoutGuardMiddleware(Middleware):
                 f" {needed:.0f} ms the timeout guard keeps for the rest of the invocation",
                 rest_of_batch=True,
             )
-        record.scratch[self] = entered
-
-    def after_record(self, record: RecordContext) -> None:
-        state: _BatchState | None = record.batch.scratch.get(self)
-        entered: float | None = record.scratch.get(self)
-        if state is None or entered is None:
-            return
-        exited = self._clock()
+        yield
+        exited = clock()
         if record.outcome in _RAN_HANDLER:
             sample, average = (exited - entered) * 1000.0, state.average_ms
             state.average_ms = sample if average is None else average + _SMOOTHING * (sample - average)
