@@ -67,6 +67,15 @@ class HooksRaiseEverywhere(ob.Middleware):
         raise RuntimeError("after")
 
 
+class RaisesAfter(ob.Middleware):
+    """Only after_record (the sync processor's inlined path), raising for every record."""
+
+    name = "raises_after"
+
+    def after_record(self, record: ob.RecordContext) -> None:
+        raise RuntimeError("after")
+
+
 class YieldsTwice(ob.Middleware):
     name = "yields_twice"
 
@@ -290,6 +299,7 @@ CHAINS = {
         RecordingMiddleware("inner"),
     ],
     "builtins": _builtin_chain,
+    "after_record_only": lambda: [RaisesAfter()],
     "every_hook_skipped": lambda: [SkipsRecordHooks(), SkipsRecordHooks()],
 }
 
