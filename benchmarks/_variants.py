@@ -380,6 +380,21 @@ def _retry_policy_on(*before: str) -> Callable[[Scenario, Backends], Invoke]:
     return build
 
 
+def _msl_dsn_client(scenario: Scenario, backends: Backends) -> Invoke:
+    """metrics + sentry + logging where Sentry's client is the one the middleware initialises from ``SENTRY_DSN``
+    (its options and lean transport), given to it, since this process's global client is the application's."""
+    if backends.sentry_error or backends.receiver is None:
+        raise Unavailable(backends.sentry_error or "no Sentry receiver")
+    import sentry_sdk
+
+    from observed_batch.middleware import LoggingMiddleware, MetricsMiddleware, SentryMiddleware
+    from observed_batch.middleware._sentry_client import init_options
+
+    client = sentry_sdk.Client(**{**init_options(backends.receiver.dsn), "environment": "bench", "release": "bench"})
+    middleware = [MetricsMiddleware(), SentryMiddleware(client=client), LoggingMiddleware()]
+    return _partial_response(ob.BatchProcessor(scenario.event_type, middleware=middleware), scenario)
+
+
 def _all_on_batch_tracing(scenario: Scenario, backends: Backends) -> Invoke:
     if backends.tracing_error or backends.sentry_error:
         raise Unavailable(backends.tracing_error or backends.sentry_error or "")
@@ -402,6 +417,14 @@ def variants() -> list[Variant]:
         Variant("metrics_retry_policy", "observed_batch + metrics + retry_policy", _retry_policy_on("metrics"))
     )
     found.append(Variant("metrics_sentry_logging", "observed_batch + metrics + sentry + logging", _chain(_MSL), _MSL))
+    found.append(
+        Variant(
+            "metrics_sentry_logging_dsn",
+            "observed_batch + metrics + sentry + logging, Sentry's client from SENTRY_DSN",
+            _msl_dsn_client,
+            _MSL,
+        )
+    )
     found.append(Variant("all_on", "observed_batch, all on", _chain(BUILTIN_NAMES), BUILTIN_NAMES))
     found.append(
         Variant("all_on_batch_span", "observed_batch, all on, tracing mode=batch", _all_on_batch_tracing, BUILTIN_NAMES)

@@ -519,6 +519,7 @@ def goals(
         ("chain_noop", GOAL_NOOP_RATIO),
         ("chain_noop_hooks", GOAL_NOOP_RATIO),
         ("metrics_sentry_logging", GOAL_MSL_RATIO),
+        ("metrics_sentry_logging_dsn", GOAL_MSL_RATIO),
     )
     for key, threshold in goal_rows:
         row = _ok(results, key)

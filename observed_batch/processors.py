@@ -197,6 +197,26 @@ class BatchProcessor(PartialBatchInit, _Observed, _PtBatchProcessor):
             driver.finish(quick, entry, started)
             del quick  # as below
             return entry
+        if not batch._wraps and not batch._streamed:
+            # No middleware wraps records (driver.enter would return None): Powertools' core, then a count and
+            # a duration; a success's bookkeeping (driver.unwrapped's common case) inlined.
+            batch._next_index += 1
+            durations = batch.durations_ns
+            started = perf_counter_ns() if durations is not None else 0
+            try:
+                entry = self._ob_core(record)
+            except BaseException:
+                driver.unwrapped(batch, record, None, sys.exc_info(), started)
+                raise
+            if len(exceptions) > known:
+                driver.unwrapped(batch, record, entry, exceptions[-1], started)
+            elif type(entry) is tuple and entry and entry[0] == "success":
+                batch.summary.successes += 1
+                if durations is not None:
+                    durations.append(perf_counter_ns() - started)
+            else:
+                driver.unwrapped(batch, record, entry, None, started)
+            return entry
         context = driver.enter(batch, record, True)
         if context is None:
             # No middleware wraps records in this batch: Powertools' core, then a count for the summary.

@@ -28,6 +28,7 @@ VARIANTS = (
     "retry_policy_on",
     "metrics_retry_policy",
     "metrics_sentry_logging",
+    "metrics_sentry_logging_dsn",
     "all_on",
     "all_on_batch_span",
 )
