@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ __all__ = [
     "CountingSink",
     "Scenario",
     "SentryReceiver",
+    "SentryReceiverProcess",
     "Unavailable",
     "Variant",
     "builtin_available",
@@ -119,6 +123,9 @@ class SentryReceiver(LoopbackServer):
                     receiver.envelopes += 1
                 self._reply(200)
 
+            def do_GET(self) -> None:
+                self._reply(200, json.dumps({"envelopes": receiver.envelopes}).encode())
+
         super().__init__(Handler, name="bench-sentry-receiver")
 
     @property
@@ -126,11 +133,48 @@ class SentryReceiver(LoopbackServer):
         return f"http://public@127.0.0.1:{self.port}/1"
 
 
+class SentryReceiverProcess:
+    """``SentryReceiver`` in a process of its own (as ``bench_invocation``'s): serving HTTP is the Sentry
+    server's work, not the function's, and in this process it would compete with the measured code for the GIL."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[str] | None = None
+        self.dsn = ""
+
+    def start(self) -> SentryReceiverProcess:
+        process = self._process = subprocess.Popen(
+            [sys.executable, __file__, "--serve-sentry"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert process.stdout is not None
+        if not select.select([process.stdout], [], [], 30.0)[0]:
+            raise RuntimeError("the Sentry receiver did not start within 30 s")
+        self.dsn = process.stdout.readline().strip()
+        return self
+
+    @property
+    def envelopes(self) -> int:
+        """Envelopes received so far."""
+        port = self.dsn.rsplit(":", 1)[1].split("/", 1)[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as response:
+            return int(json.load(response)["envelopes"])
+
+    def stop(self) -> None:
+        process = self._process
+        if process is None or process.stdin is None:
+            return
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 # -- backends, configured once per process as a Lambda function would at cold start ---------------
 @dataclass
 class Backends:
     sink: CountingSink
-    receiver: SentryReceiver | None
+    receiver: SentryReceiverProcess | None
     sentry_error: str | None
     tracing_error: str | None
     tracer_provider: Any = None
@@ -148,7 +192,7 @@ def install_backends(sink: CountingSink) -> Backends:
     except ImportError:
         backends.sentry_error = "sentry_sdk not installed"
     else:
-        backends.receiver = SentryReceiver().start()
+        backends.receiver = SentryReceiverProcess().start()
         sentry_sdk.init(dsn=backends.receiver.dsn, environment="bench", release="bench")
     try:
         from opentelemetry import trace
@@ -430,3 +474,10 @@ def variants() -> list[Variant]:
         Variant("all_on_batch_span", "observed_batch, all on, tracing mode=batch", _all_on_batch_tracing, BUILTIN_NAMES)
     )
     return found
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--serve-sentry"]:
+    # SentryReceiverProcess: print the DSN, serve until stdin closes.
+    with SentryReceiver() as serving:
+        print(serving.dsn, flush=True)
+        sys.stdin.read()
