@@ -123,8 +123,8 @@ class SentryReceiver(LoopbackServer):
                     receiver.envelopes += 1
                 self._reply(200)
 
-            def do_GET(self) -> None:
-                self._reply(200, json.dumps({"envelopes": receiver.envelopes}).encode())
+            def do_GET(self) -> None:  # /stats, as tests/sentry_receiver.py's
+                self._reply(200, json.dumps({"requests": receiver.envelopes}).encode())
 
         super().__init__(Handler, name="bench-sentry-receiver")
 
@@ -134,16 +134,19 @@ class SentryReceiver(LoopbackServer):
 
 
 class SentryReceiverProcess:
-    """``SentryReceiver`` in a process of its own (as ``bench_invocation``'s): serving HTTP is the Sentry
-    server's work, not the function's, and in this process it would compete with the measured code for the GIL."""
+    """A Sentry receiver in a process of its own: serving HTTP is the Sentry server's work, not the function's,
+    and in this process it would compete with the measured code for the GIL. ``command`` prints the DSN, serves
+    ``GET /stats`` (``requests``: envelopes received) and stops when its stdin closes; by default
+    ``SentryReceiver`` (counts only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, command: list[str] | None = None) -> None:
+        self._command = command or [sys.executable, __file__, "--serve-sentry"]
         self._process: subprocess.Popen[str] | None = None
         self.dsn = ""
 
     def start(self) -> SentryReceiverProcess:
         process = self._process = subprocess.Popen(
-            [sys.executable, __file__, "--serve-sentry"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         assert process.stdout is not None
         if not select.select([process.stdout], [], [], 30.0)[0]:
@@ -156,7 +159,7 @@ class SentryReceiverProcess:
         """Envelopes received so far."""
         port = self.dsn.rsplit(":", 1)[1].split("/", 1)[0]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as response:
-            return int(json.load(response)["envelopes"])
+            return int(json.load(response)["requests"])
 
     def stop(self) -> None:
         process = self._process

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import select
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
@@ -37,6 +35,9 @@ from aws_lambda_powertools.utilities import batch as pt
 import observed_batch as ob
 from observed_batch.middleware import SentryMiddleware
 from observed_batch.testing import FakeLambdaContext, sqs_event
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _variants import SentryReceiverProcess
 
 RECEIVER = Path(__file__).resolve().parent.parent / "tests" / "sentry_receiver.py"
 FAIL_EVERY = 10
@@ -93,23 +94,11 @@ def variants() -> dict[str, Invoke]:
 @contextmanager
 def receiver_process() -> Iterator[str]:
     """The receiver in its own process, so that serving HTTP does not compete with the benchmark for the GIL."""
-    process = subprocess.Popen(
-        [sys.executable, str(RECEIVER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    receiver = SentryReceiverProcess([sys.executable, str(RECEIVER)]).start()
     try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 15.0)
-        if not ready:
-            raise RuntimeError("the Sentry receiver did not start within 15 s")
-        yield process.stdout.readline().strip()
+        yield receiver.dsn
     finally:
-        assert process.stdin is not None
-        process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        receiver.stop()
 
 
 def received_events(dsn: str) -> int:

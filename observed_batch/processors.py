@@ -197,9 +197,11 @@ class BatchProcessor(PartialBatchInit, _Observed, _PtBatchProcessor):
             driver.finish(quick, entry, started)
             del quick  # as below
             return entry
-        if not batch._wraps and not batch._streamed:
+        if not batch._wraps:
             # No middleware wraps records (driver.enter would return None): Powertools' core, then a count and
             # a duration; a success's bookkeeping (driver.unwrapped's common case) inlined.
+            if batch._streamed:
+                batch._arrived(record)
             batch._next_index += 1
             durations = batch.durations_ns
             started = perf_counter_ns() if durations is not None else 0
@@ -218,16 +220,7 @@ class BatchProcessor(PartialBatchInit, _Observed, _PtBatchProcessor):
                 driver.unwrapped(batch, record, entry, None, started)
             return entry
         context = driver.enter(batch, record, True)
-        if context is None:
-            # No middleware wraps records in this batch: Powertools' core, then a count for the summary.
-            started = perf_counter_ns() if batch.durations_ns is not None else 0
-            try:
-                entry = self._ob_core(record)
-            except BaseException:
-                driver.unwrapped(batch, record, None, sys.exc_info(), started)
-                raise
-            driver.unwrapped(batch, record, entry, exceptions[-1] if len(exceptions) > known else None, started)
-            return entry
+        assert context is not None  # a middleware wraps records: enter gives every record its context
         if context.outcome is None:
             started = perf_counter_ns()
             try:

@@ -46,6 +46,16 @@ def clean_sentry() -> Iterator[None]:
     reset_sentry()
 
 
+@pytest.fixture
+def sentry_receiver(clean_sentry: None) -> Iterator[Any]:
+    """A Sentry receiver on 127.0.0.1 (``tests/sentry_receiver.py``), in a test that starts and ends without a
+    Sentry client."""
+    from sentry_receiver import SentryReceiver
+
+    with SentryReceiver() as running:
+        yield running
+
+
 # -- moto (one server per test module that asks for it; moto is imported only then) ------------------
 @pytest.fixture(scope="module")
 def endpoint_url() -> Iterator[str]:

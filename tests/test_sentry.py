@@ -42,15 +42,13 @@ BODY_MARKER = "BODY-MARKER-7f3a"
 
 
 # -- fixtures and helpers -----------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def _sentry_state(clean_sentry: None) -> None:
-    """Every test here starts and ends without a Sentry client (see conftest.clean_sentry)."""
+#: Every test here starts and ends without a Sentry client (conftest.clean_sentry).
+pytestmark = pytest.mark.usefixtures("clean_sentry")
 
 
 @pytest.fixture
-def receiver() -> Iterator[SentryReceiver]:
-    with SentryReceiver() as running:
-        yield running
+def receiver(sentry_receiver: SentryReceiver) -> SentryReceiver:
+    return sentry_receiver
 
 
 def init_sentry(dsn: str, **options: Any) -> None:

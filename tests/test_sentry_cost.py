@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,16 +18,13 @@ import observed_batch as ob
 from observed_batch.middleware import LoggingMiddleware, SentryMiddleware
 from observed_batch.testing import FakeLambdaContext, sqs_event
 
-
-@pytest.fixture(autouse=True)
-def _sentry_state(clean_sentry: None) -> None:
-    """Every test here starts and ends without a Sentry client (see conftest.clean_sentry)."""
+#: Every test here starts and ends without a Sentry client (conftest.clean_sentry).
+pytestmark = pytest.mark.usefixtures("clean_sentry")
 
 
 @pytest.fixture
-def receiver() -> Iterator[SentryReceiver]:
-    with SentryReceiver() as running:
-        yield running
+def receiver(sentry_receiver: SentryReceiver) -> SentryReceiver:
+    return sentry_receiver
 
 
 def handler(record: Any) -> str:

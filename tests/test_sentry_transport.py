@@ -9,7 +9,6 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,15 +25,13 @@ from observed_batch.testing import FakeLambdaContext, sqs_event
 SECRET = "card-4111-1111"
 
 
-@pytest.fixture(autouse=True)
-def _sentry_state(clean_sentry: None) -> None:
-    """Every test here starts and ends without a Sentry client (see conftest.clean_sentry)."""
+#: Every test here starts and ends without a Sentry client (conftest.clean_sentry).
+pytestmark = pytest.mark.usefixtures("clean_sentry")
 
 
 @pytest.fixture
-def receiver() -> Iterator[SentryReceiver]:
-    with SentryReceiver() as running:
-        yield running
+def receiver(sentry_receiver: SentryReceiver) -> SentryReceiver:
+    return sentry_receiver
 
 
 @pytest.fixture(scope="module")
