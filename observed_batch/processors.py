@@ -168,35 +168,6 @@ class BatchProcessor(PartialBatchInit, _Observed, _PtBatchProcessor):
             return super()._process_record(record)
         exceptions = self.exceptions
         known = len(exceptions)
-        if batch._quick:
-            # Only after_record hooks in this batch (nothing can fail a record before the handler):
-            # driver.enter and, for a success under one middleware, driver.finish, inlined.
-            index = batch._next_index
-            batch._next_index = index + 1
-            quick = RecordContext(batch, record, index, batch._exits)
-            started = perf_counter_ns()
-            try:
-                entry = self._ob_core(record)
-            except BaseException:
-                driver.crash(quick, started)
-                raise
-            after = batch._single_after
-            if len(exceptions) > known:
-                quick.exc_info = exceptions[-1]
-            elif after is not None and entry[0] == "success" and batch.durations_ns is None:
-                quick.duration_ns = perf_counter_ns() - started
-                quick.outcome = _SUCCESS
-                quick.result = entry[1]
-                batch.summary.successes += 1
-                quick._hooks = None
-                try:
-                    after(quick)
-                except Exception as exc:
-                    contain(batch, batch._steps[0][0], "after_record", exc)
-                return entry
-            driver.finish(quick, entry, started)
-            del quick  # as below
-            return entry
         if not batch._wraps:
             # No middleware wraps records (driver.enter would return None): Powertools' core, then a count and
             # a duration; a success's bookkeeping (driver.unwrapped's common case) inlined.
@@ -210,30 +181,51 @@ class BatchProcessor(PartialBatchInit, _Observed, _PtBatchProcessor):
             except BaseException:
                 driver.unwrapped(batch, record, None, sys.exc_info(), started)
                 raise
-            if len(exceptions) > known:
-                driver.unwrapped(batch, record, entry, exceptions[-1], started)
-            elif type(entry) is tuple and entry and entry[0] == "success":
+            if len(exceptions) == known and type(entry) is tuple and entry and entry[0] == "success":
                 batch.summary.successes += 1
                 if durations is not None:
                     durations.append(perf_counter_ns() - started)
             else:
-                driver.unwrapped(batch, record, entry, None, started)
+                driver.unwrapped(batch, record, entry, exceptions[-1] if len(exceptions) > known else None, started)
             return entry
-        context = driver.enter(batch, record, True)
-        assert context is not None  # a middleware wraps records: enter gives every record its context
-        if context.outcome is None:
-            started = perf_counter_ns()
-            try:
-                entry = self._ob_core(record)
-            except BaseException:
-                driver.crash(context, started)
-                raise
-            if len(exceptions) > known:
-                # Records run one at a time here, so the exception Powertools appended is this record's.
-                context.exc_info = exceptions[-1]
-            driver.finish(context, entry, started)
+        quick = batch._quick
+        if quick:
+            # Only after_record hooks in this batch (nothing can fail a record before the handler): driver.enter
+            # inlined.
+            index = batch._next_index
+            batch._next_index = index + 1
+            context = RecordContext(batch, record, index, batch._exits)
         else:
-            entry = self._ob_report_skip(record, context)
+            entered = driver.enter(batch, record, True)
+            assert entered is not None  # a middleware wraps records: enter gives every record its context
+            context = entered
+            if context.outcome is not None:
+                entry = self._ob_report_skip(record, context)
+                del context  # as below
+                return entry
+        started = perf_counter_ns()
+        try:
+            entry = self._ob_core(record)
+        except BaseException:
+            driver.crash(context, started)
+            raise
+        after = batch._single_after if quick else None
+        if len(exceptions) > known:
+            # Records run one at a time here, so the exception Powertools appended is this record's.
+            context.exc_info = exceptions[-1]
+        elif after is not None and entry[0] == "success" and batch.durations_ns is None:
+            # A success under one after_record hook: driver.finish inlined.
+            context.duration_ns = perf_counter_ns() - started
+            context.outcome = _SUCCESS
+            context.result = entry[1]
+            batch.summary.successes += 1
+            context._hooks = None
+            try:
+                after(context)
+            except Exception as exc:
+                contain(batch, batch._steps[0][0], "after_record", exc)
+            return entry
+        driver.finish(context, entry, started)
         # A failed record's traceback (Powertools keeps it until the next batch) keeps this frame alive
         # through frame.f_back: let go of the record's context, or each failure holds on to it.
         del context
